@@ -1,0 +1,149 @@
+"""The policy: the project's tiny Qwen2 model with a character tokenizer and a cached supervised warm start, or any
+local Hugging Face model directory. Nothing is fetched from the hub.
+
+The warm start trains on the task's train split (loss on the solution tokens only) so that RL starts from a policy
+that solves some test problems; it is cached under `runs/cache/warm-<hash>/` keyed by the model and task configs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from harness.config import ModelConfig, TaskConfig, stable_hash
+from harness.tasks import Record, load_task, prompt_for
+
+CACHE_DIR = Path("runs/cache")
+SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
+WARM_START_MARKER = "warm_start.json"  # written last into a finished warm start; marks the tiny model
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Character-level tokenizer over printable ASCII (BPE without merges, `Fuse` decoder); other characters -> <unk>."""
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for ch in string.printable:
+        if ch not in "\x0b\x0c\r":
+            vocab.setdefault(ch, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", padding_side="left"
+    )
+
+
+def build_tiny_model(config: ModelConfig, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
+    """A freshly initialised Qwen2 causal LM of `config`'s size for `tokenizer`'s vocabulary."""
+    torch.manual_seed(seed)
+    qwen = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=3 * config.hidden_size,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        num_key_value_heads=config.heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    return Qwen2ForCausalLM(qwen)
+
+
+def supervised_batch(records: list[Record], tokenizer: PreTrainedTokenizerFast) -> dict[str, torch.Tensor]:
+    """Right-padded prompt + solution + <eos> ids with labels -100 on the prompt and padding."""
+    rows, labels = [], []
+    for record in records:
+        prompt = tokenizer(prompt_for(record["question"]), add_special_tokens=False)["input_ids"]
+        target = tokenizer(record["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(prompt + target)
+        labels.append([-100] * len(prompt) + target)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+        "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
+    }
+
+
+def warm_start(model: torch.nn.Module, records: list[Record], tokenizer: PreTrainedTokenizerFast,
+               config: ModelConfig, seed: int) -> list[float]:
+    """Supervised fine-tuning with AdamW and a cosine learning rate; returns the loss of each step."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.warm_start_lr, weight_decay=0.01)
+    losses = []
+    model.train()
+    for step in range(config.warm_start_steps):
+        lr = config.warm_start_lr * 0.5 * (1 + math.cos(math.pi * step / max(config.warm_start_steps, 1)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = torch.randint(len(records), (config.warm_start_batch,), generator=generator)
+        loss = model(**supervised_batch([records[i] for i in index], tokenizer)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig, cache_dir: Path = CACHE_DIR) -> Path:
+    """Cache directory of the warm start for these configs (the hash covers everything it depends on)."""
+    key = stable_hash({"model": model_config.model_dump(), "task": task_config.model_dump(), "version": 1})
+    return cache_dir / f"warm-{key}"
+
+
+def ensure_warm_start(model_config: ModelConfig, task_config: TaskConfig, cache_dir: Path = CACHE_DIR) -> Path:
+    """Directory of the warm-started tiny model, trained and saved (atomically, by rename) on first use."""
+    target = warm_start_dir(model_config, task_config, cache_dir)
+    if (target / WARM_START_MARKER).is_file():
+        return target
+    tokenizer = build_tokenizer()
+    model = build_tiny_model(model_config, tokenizer, seed=0)
+    started = time.perf_counter()
+    losses = warm_start(model, load_task(task_config).train, tokenizer, model_config, seed=0)
+    staging = target.with_name(f"{target.name}.tmp-{time.time_ns()}")
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    info = {"seconds": time.perf_counter() - started, "final_loss": losses[-1] if losses else None,
+            "parameters": sum(p.numel() for p in model.parameters())}
+    (staging / WARM_START_MARKER).write_text(json.dumps(info, indent=2))
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished the same warm start first: keep theirs
+        pass
+    return target
+
+
+def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
+    """The tokenizer saved in `path`. The project's tiny model reads its tokenizer.json as is: AutoTokenizer would
+    pick the tokenizer class of the model type (Qwen2's), which drops the spaces and newlines of the character
+    vocabulary."""
+    if (path / WARM_START_MARKER).is_file():
+        return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def load_policy(model_config: ModelConfig, task_config: TaskConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFast, Path]:
+    """The policy model, its tokenizer and its directory (a local path, or the cached warm start)."""
+    if model_config.path is not None:
+        path = Path(model_config.path)
+        if not path.is_dir():
+            raise ValueError(f"model.path {path} is not a local model directory (nothing is fetched from the hub)")
+    else:
+        path = ensure_warm_start(model_config, task_config)
+    tokenizer = load_tokenizer(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    return model, tokenizer, path

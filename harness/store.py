@@ -1,0 +1,128 @@
+"""The results store of a sweep, on a (shared) filesystem:
+
+    runs/<name>/trials/<trial_id>/      run directory of one trial (metrics.jsonl, checkpoint/, ...)
+    runs/<name>/trials/<trial_id>/claim  which process runs it (created exclusively: one runner per trial)
+    runs/<name>/trials/<trial_id>/result.json  status, params, seed, metrics or traceback (written atomically)
+    runs/<name>/results.parquet         one row per trial, rebuilt atomically from the result files
+
+A trial is finished when its result says `done`; a failed or missing one is run again by the next sweep. A claim
+whose process is gone (same host, dead pid) or older than the trial timeout is stale and may be taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and `os.replace` (readers never see a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.time_ns()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class ResultStore:
+    """Trial results of the sweep rooted at `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "trials").mkdir(parents=True, exist_ok=True)
+
+    def trial_dir(self, trial_id: str) -> Path:
+        return self.root / "trials" / trial_id
+
+    def result(self, trial_id: str) -> dict[str, Any] | None:
+        """The trial's result record, or None when it has none (yet)."""
+        path = self.trial_dir(trial_id) / "result.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def is_done(self, trial_id: str) -> bool:
+        result = self.result(trial_id)
+        return result is not None and result.get("status") == "done"
+
+    def write_result(self, trial_id: str, record: dict[str, Any]) -> None:
+        atomic_write(self.trial_dir(trial_id) / "result.json", json.dumps(record, indent=2, default=str).encode())
+
+    def claim(self, trial_id: str, stale_after_s: float) -> bool:
+        """Take the trial for this process; False when it is done or a live runner holds it."""
+        if self.is_done(trial_id):
+            return False
+        path = self.trial_dir(trial_id) / "claim"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not self._stale(path, stale_after_s):
+                    return False
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(mine)
+            return not self.is_done(trial_id)
+        return False
+
+    def release(self, trial_id: str) -> None:
+        (self.trial_dir(trial_id) / "claim").unlink(missing_ok=True)
+
+    @staticmethod
+    def _stale(path: Path, stale_after_s: float) -> bool:
+        try:
+            holder = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return time.time() - path.stat().st_mtime > 5 if path.exists() else True
+        if holder.get("host") == socket.gethostname():
+            try:
+                os.kill(int(holder["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return time.time() - float(holder.get("time", 0)) > stale_after_s
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every trial's result record."""
+        found = []
+        for directory in sorted((self.root / "trials").iterdir()):
+            result = self.result(directory.name)
+            if result is not None:
+                found.append(result)
+        return found
+
+    def write_table(self) -> pd.DataFrame:
+        """Rebuild results.parquet (atomically) from the result files; returns the table."""
+        table = results_frame(self.records())
+        path = self.root / "results.parquet"
+        tmp = path.with_name(f".results.{os.getpid()}.{time.time_ns()}.parquet")
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+        return table
+
+
+def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial: id, status, seed, `param.<key>` columns, `train.<metric>` and `eval.<metric>` columns."""
+    rows = []
+    for record in records:
+        row = {k: record.get(k) for k in ("trial_id", "status", "seed", "wall_seconds", "error", "run_dir")}
+        row.update({f"param.{k}": _scalar(v) for k, v in record.get("params", {}).items()})
+        row.update({f"train.{k}": v for k, v in record.get("final", {}).items()})
+        row.update({f"eval.{k}": v for k, v in record.get("eval", {}).items() if isinstance(v, (int, float))})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _scalar(value: Any) -> Any:
+    """Parquet-friendly cell: lists and mappings as JSON text."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value

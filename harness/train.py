@@ -1,0 +1,198 @@
+"""One ablation trial: `python -m harness.train CONFIG.yaml [--out DIR]`.
+
+Reads a run config, loads the task and the (warm-started) policy, trains with TRL's GRPOTrainer using the configured
+estimator and reward mix, scores the final checkpoint on the test split and writes the run directory:
+`config.yaml` (resolved), `metrics.jsonl` (one line per step), `checkpoint/`, `eval.json` and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from datasets import Dataset
+from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from trl import GRPOConfig
+
+import estimators
+import rewards
+from harness.config import ConfigError, RunConfig, load_run_config
+from harness.model import WARM_START_MARKER, load_policy
+from harness.scoring import greedy_accuracy
+from harness.tasks import load_task, prompt_for
+from harness.trl_hooks import EstimatorGRPOTrainer
+from rewards.semantic import EmbeddingTableEncoder
+
+CPU_DEFAULTS: dict[str, Any] = {
+    "per_device_train_batch_size": 16,
+    "num_generations": 8,
+    "max_completion_length": 40,
+    "learning_rate": 2e-4,
+    "max_steps": 40,
+    "temperature": 1.0,
+    "beta": 0.0,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "report_to": "none",
+    "disable_tqdm": True,
+    "gradient_checkpointing": False,
+}
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+def grpo_arguments(config: RunConfig, out_dir: Path, reward_weights: list[float]) -> GRPOConfig:
+    """GRPOConfig: CPU-friendly defaults, the device's precision, the config's `trainer:` block, then the seed and
+    the reward mix's weights (the harness owns those)."""
+    cuda = torch.cuda.is_available()
+    device = {"use_cpu": not cuda, "bf16": cuda and torch.cuda.is_bf16_supported(), "fp16": False}
+    owned = {"seed": config.seed, "data_seed": config.seed, "reward_weights": reward_weights}
+    return GRPOConfig(output_dir=str(out_dir / "trl"), **(CPU_DEFAULTS | device | config.trainer | owned))
+
+
+def reward_mix(config: RunConfig, policy: Any, tokenizer: Any) -> rewards.RewardMix:
+    """The configured mix; `correctness` is always a component (weight 0 if unweighted) so accuracy is logged, and
+    embedding-unit semantic density with encoder 'policy' reads the policy's input-embedding table."""
+    weights = {"correctness": 0.0} | config.rewards
+    params = {name: dict(p) for name, p in config.reward_params.items()}
+    for p in params.values():
+        if p.get("units") == "embedding" and p.get("encoder", "policy") == "policy":
+            p["encoder"] = EmbeddingTableEncoder(policy.get_input_embeddings(), tokenizer)
+    return rewards.mix(weights, params)
+
+
+class MetricsWriter(TrainerCallback):
+    """Appends each training log to metrics.jsonl with step seconds, tokens/s and accuracy; stops on NaN loss."""
+
+    def __init__(self, path: Path, progress: Any) -> None:
+        self.path, self.progress = path, progress
+        self._step_started = time.perf_counter()
+        self._tokens_before = 0.0
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if not logs or "loss" not in logs:
+            return
+        seconds = time.perf_counter() - self._step_started
+        tokens = float(logs.get("num_tokens", 0.0))
+        row = {"step": state.global_step, **logs, "step_seconds": seconds,
+               "tokens_per_second": (tokens - self._tokens_before) / seconds if seconds > 0 else 0.0,
+               "accuracy": logs.get("rewards/correctness/mean")}
+        self._tokens_before = tokens
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.progress.update(state.global_step, row.get("reward", math.nan))
+        if not math.isfinite(float(logs["loss"])):
+            raise NonFiniteLoss(f"loss is {logs['loss']} at step {state.global_step}")
+
+
+class Progress:
+    """A rich progress bar of training steps with the last reward and the ETA (silent when not a terminal)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
+        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("reward {task.fields[reward]:.3f}"), TimeRemainingColumn(),
+                                disable=not sys.stderr.isatty())
+        self.task = self.bar.add_task(label, total=total, reward=math.nan)
+
+    def update(self, step: int, reward: float) -> None:
+        self.bar.update(self.task, completed=step, reward=reward)
+
+
+def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
+    """Train and evaluate one trial into `out_dir`; returns the summary (also written to summary.json)."""
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+
+    splits = load_task(config.task)
+    policy, tokenizer, model_dir = load_policy(config.model, config.task)
+    mix = reward_mix(config, policy, tokenizer)
+    dataset = Dataset.from_list([{"prompt": prompt_for(r["question"]), "answer": r["answer"]} for r in splits.train])
+    args = grpo_arguments(config, out_dir, mix.weights)
+    progress = Progress(args.max_steps, f"{config.estimator.name} seed {config.seed}")
+    trainer = EstimatorGRPOTrainer(
+        model=policy,
+        reward_funcs=mix.components,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[MetricsWriter(metrics_path, progress)],
+        estimator=estimators.get(config.estimator.name, **config.estimator.params),
+    )
+    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl and the progress bar, not stdout
+    with progress.bar:
+        trainer.train()
+    train_seconds = time.perf_counter() - started
+    save_checkpoint(trainer, tokenizer, model_dir, out_dir / "checkpoint")
+
+    records = splits.test[: config.eval.n_examples]
+    scored = greedy_accuracy(trainer.model, tokenizer, records, config.eval.max_new_tokens, config.eval.batch_size)
+    evaluation = {"accuracy": scored["accuracy"], "n": scored["n"], "samples": scored["completions"][:5]}
+    (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
+    summary = {
+        "config_hash": config.config_hash(),
+        "final": final_metrics(metrics_path),
+        "eval_accuracy": evaluation["accuracy"],
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "model_dir": str(model_dir),
+        "reward_failures": {fn.name: fn.failures for fn in mix.components},
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def save_checkpoint(trainer: Any, tokenizer: Any, model_dir: Path, checkpoint: Path) -> None:
+    """Save the trained policy and its tokenizer (with the tiny-model marker, so it loads like its source)."""
+    trainer.save_model(str(checkpoint))
+    tokenizer.save_pretrained(checkpoint)
+    if (model_dir / WARM_START_MARKER).is_file():
+        shutil.copy(model_dir / WARM_START_MARKER, checkpoint / WARM_START_MARKER)
+
+
+def final_metrics(metrics_path: Path, last: int = 5) -> dict[str, float]:
+    """Means over the last `last` logged steps of every numeric training metric."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+    tail = rows[-last:]
+    keys = {k for row in tail for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
+    return {k: sum(r[k] for r in tail if isinstance(r.get(k), (int, float))) /
+            max(1, sum(isinstance(r.get(k), (int, float)) for r in tail)) for k in sorted(keys)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: train one trial from a run config YAML."""
+    parser = argparse.ArgumentParser(prog="python -m harness.train", description=__doc__)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/single/<config hash>)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_run_config(args.config)
+    except ConfigError as error:
+        raise SystemExit(str(error)) from None
+    out = args.out or Path("runs/single") / config.config_hash()
+    summary = run_trial(config, out)
+    print(json.dumps({"run_dir": str(out), "eval_accuracy": summary["eval_accuracy"],
+                      "wall_seconds": round(summary["wall_seconds"], 1)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

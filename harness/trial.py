@@ -1,0 +1,83 @@
+"""Running one trial of a sweep wherever an executor puts it (worker process, submitit job, SLURM array task).
+
+`execute_trial` never raises for a failing trial: it records the traceback in the trial's result and returns it, so
+the sweep goes on. Only a crash of the process itself (killed, out of memory) leaves no result; the driver records
+those from the executor's side.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness.config import RunConfig
+from harness.store import ResultStore
+
+
+class TrialTimeout(Exception):
+    """The trial ran past the sweep's `trial_timeout_min`."""
+
+
+def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run the trial described by `payload` (trial_id, params, seed, config, sweep_root, timeout_s, threads) and
+    write its result record (status `done` with metrics, or `failed` with the traceback)."""
+    store = ResultStore(Path(payload["sweep_root"]))
+    trial_id = payload["trial_id"]
+    run_dir = store.trial_dir(trial_id)
+    record: dict[str, Any] = {"trial_id": trial_id, "params": payload["params"], "seed": payload["seed"],
+                              "run_dir": str(run_dir), "host": os.uname().nodename}
+    started = time.perf_counter()
+    try:
+        _limit_threads(payload.get("threads"))
+        with _deadline(payload.get("timeout_s")):
+            from harness.train import run_trial
+
+            summary = run_trial(RunConfig.model_validate(payload["config"]), run_dir)
+        record |= {"status": "done", "final": summary["final"], "eval": {"accuracy": summary["eval_accuracy"]},
+                   "train_seconds": summary["train_seconds"], "reward_failures": summary["reward_failures"]}
+    except BaseException as error:  # noqa: BLE001  (KeyboardInterrupt too: record it, then re-raise below)
+        record |= {"status": "failed", "error": f"{type(error).__name__}: {error}",
+                   "traceback": traceback.format_exc()}
+        if isinstance(error, KeyboardInterrupt):
+            raise
+    finally:
+        record["wall_seconds"] = time.perf_counter() - started
+        if record.get("status"):
+            store.write_result(trial_id, record)
+    return record
+
+
+def _limit_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+class _deadline:
+    """Raise `TrialTimeout` in the main thread after `seconds` (SIGALRM; no limit off the main thread or if None)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.active = bool(seconds) and hasattr(signal, "setitimer")
+
+    def __enter__(self) -> None:
+        if self.active:
+            try:
+                self.previous = signal.signal(signal.SIGALRM, self._expire)
+            except ValueError:  # not the main thread
+                self.active = False
+                return
+            signal.setitimer(signal.ITIMER_REAL, float(self.seconds or 0))
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+
+    def _expire(self, signum: int, frame: Any) -> None:
+        raise TrialTimeout(f"trial exceeded its time limit of {self.seconds:.0f} s")

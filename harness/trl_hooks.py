@@ -1,0 +1,115 @@
+"""The one module that touches TRL internals: `GRPOTrainer` with the advantage estimator injected.
+
+TRL 1.16 computes GRPO advantages inside `_generate_and_score_completions`, from the reward matrix that
+`_calculate_rewards` gathers across processes. `EstimatorGRPOTrainer` keeps that matrix, lets TRL finish, then
+replaces `output["advantages"]` (before `_prepare_inputs` shuffles the batch, while groups are contiguous) with the
+configured estimator's advantages over `[B, G]`: weighted rewards, the completions' summed log-probs under the
+sampling policy and their lengths, gathered across processes and sliced back to this process as TRL does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+import trl
+from trl import GRPOTrainer
+
+from estimators import Estimator
+
+TESTED_TRL_VERSION = "1.16.0"
+HOOKED_METHODS = {
+    "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+    "_generate_and_score_completions": ["self", "inputs"],
+    "_get_per_token_logps_and_entropies": ["self", "model", "input_ids", "attention_mask", "logits_to_keep",
+                                           "batch_size"],
+}
+
+
+def check_trl_hooks() -> None:
+    """Raise `RuntimeError` if the installed TRL differs from the version whose private methods are hooked here."""
+    problems = [] if trl.__version__ == TESTED_TRL_VERSION else [f"trl {trl.__version__} != {TESTED_TRL_VERSION}"]
+    for name, expected in HOOKED_METHODS.items():
+        method = getattr(GRPOTrainer, name, None)
+        if method is None:
+            problems.append(f"GRPOTrainer.{name} is gone")
+            continue
+        params = list(inspect.signature(method).parameters)[: len(expected)]
+        if params != expected:
+            problems.append(f"GRPOTrainer.{name}{tuple(params)} != {tuple(expected)}")
+    if problems:
+        raise RuntimeError(
+            "harness/trl_hooks.py overrides private GRPOTrainer methods of trl==" + TESTED_TRL_VERSION
+            + "; install it with `pip install -c constraints.txt -e .` or port the hooks: " + "; ".join(problems)
+        )
+
+
+class EstimatorGRPOTrainer(GRPOTrainer):
+    """`GRPOTrainer` whose advantages come from `estimator` (see the module docstring).
+
+    The estimator's own statistics are logged as `advantage/abs_mean`, `advantage/zero_group_frac` (groups whose
+    advantages are all zero: no learning signal) and `advantage/std`; TRL's `frac_reward_zero_std` describes GRPO.
+    `last_trl_advantages` keeps TRL's own (GRPO) advantages of the last batch, for comparison.
+    """
+
+    def __init__(self, *args: Any, estimator: Estimator, **kwargs: Any) -> None:
+        check_trl_hooks()
+        super().__init__(*args, **kwargs)
+        self.estimator = estimator
+        self._rewards_per_func: torch.Tensor | None = None
+        self.last_trl_advantages: torch.Tensor | None = None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[override]
+        self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):  # type: ignore[override]
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        group = self.num_generations if mode == "train" else self.num_generations_eval
+        assert self._rewards_per_func is not None, "TRL no longer calls _calculate_rewards"
+        rewards_per_func, self._rewards_per_func = self._rewards_per_func, None
+
+        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+        scored = ~torch.isnan(rewards_per_func).all(dim=1)  # TRL's unscorable completions: masked out
+        seq_logprobs, lengths = self._sequence_logprobs(output, mode)
+        advantages = self.estimator(
+            rewards.view(-1, group),
+            seq_logprobs=self.accelerator.gather(seq_logprobs).view(-1, group).to(rewards.dtype),
+            lengths=self.accelerator.gather(lengths).view(-1, group).to(rewards.dtype),
+            mask=scored.view(-1, group),
+        )
+        local = len(output["completion_ids"])
+        process_slice = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
+        self.last_trl_advantages = output["advantages"]
+        output["advantages"] = advantages.flatten()[process_slice].to(output["advantages"].dtype)
+        self._log_advantages(advantages, scored.view(-1, group), mode)
+        return output
+
+    def _sequence_logprobs(self, output: dict[str, Any], mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed completion log-probs under the sampling policy and completion lengths (this process's rows).
+
+        TRL computes `old_per_token_logps` only when it needs them; otherwise one no-grad pass computes them here,
+        stored as `old_per_token_logps` (identical values to the current policy's when num_iterations == 1)."""
+        mask = output["completion_mask"]
+        old = output.get("old_per_token_logps")
+        if old is None:
+            with torch.no_grad():
+                old, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model,
+                    torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+                    torch.cat([output["prompt_mask"], mask], dim=1),
+                    output["completion_ids"].size(1),
+                    batch_size=self.args.per_device_train_batch_size if mode == "train"
+                    else self.args.per_device_eval_batch_size,
+                )
+            output["old_per_token_logps"] = old
+        return (old * mask).sum(dim=1), mask.sum(dim=1).float()
+
+    def _log_advantages(self, advantages: torch.Tensor, mask: torch.Tensor, mode: str) -> None:
+        valid = advantages[mask]
+        zero_groups = ((advantages.abs() < 1e-12) | ~mask).all(dim=1).float().mean()
+        self._metrics[mode]["advantage/abs_mean"].append(valid.abs().mean().item() if valid.numel() else 0.0)
+        self._metrics[mode]["advantage/std"].append(valid.std().item() if valid.numel() > 1 else 0.0)
+        self._metrics[mode]["advantage/zero_group_frac"].append(zero_groups.item())
