@@ -99,7 +99,10 @@ class RunConfig(Strict):
     @model_validator(mode="after")
     def _valid_rewards(self) -> RunConfig:
         params = {k: v for k, v in self.reward_params.items() if not _is_bound_later(v)}
-        rewards.mix(self.rewards, params)
+        try:
+            rewards.mix(self.rewards, params)
+        except ValueError as error:
+            raise ValueError(f"rewards / reward_params: {error}") from None
         return self
 
     @field_validator("trainer")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import string
 import time
 from pathlib import Path
@@ -20,7 +21,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from harness.config import ModelConfig, TaskConfig, stable_hash
 from harness.tasks import Record, load_task, prompt_for
 
-CACHE_DIR = Path("runs/cache")
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
 WARM_START_MARKER = "warm_start.json"  # written last into a finished warm start; marks the tiny model
 
@@ -96,21 +96,27 @@ def warm_start(model: torch.nn.Module, records: list[Record], tokenizer: PreTrai
     return losses
 
 
-def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig, cache_dir: Path = CACHE_DIR) -> Path:
+def cache_dir() -> Path:
+    """Where warm starts are cached: $HARNESS_CACHE_DIR, default runs/cache (shared by every sweep)."""
+    return Path(os.environ.get("HARNESS_CACHE_DIR", "runs/cache"))
+
+
+def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig) -> Path:
     """Cache directory of the warm start for these configs (the hash covers everything it depends on)."""
     key = stable_hash({"model": model_config.model_dump(), "task": task_config.model_dump(), "version": 1})
-    return cache_dir / f"warm-{key}"
+    return cache_dir() / f"warm-{key}"
 
 
-def ensure_warm_start(model_config: ModelConfig, task_config: TaskConfig, cache_dir: Path = CACHE_DIR) -> Path:
+def ensure_warm_start(model_config: ModelConfig, task_config: TaskConfig) -> Path:
     """Directory of the warm-started tiny model, trained and saved (atomically, by rename) on first use."""
-    target = warm_start_dir(model_config, task_config, cache_dir)
+    target = warm_start_dir(model_config, task_config)
     if (target / WARM_START_MARKER).is_file():
         return target
     tokenizer = build_tokenizer()
     model = build_tiny_model(model_config, tokenizer, seed=0)
     started = time.perf_counter()
     losses = warm_start(model, load_task(task_config).train, tokenizer, model_config, seed=0)
+    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f"{target.name}.tmp-{time.time_ns()}")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)

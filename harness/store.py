@@ -2,6 +2,7 @@
 
     runs/<name>/trials/<trial_id>/      run directory of one trial (metrics.jsonl, checkpoint/, ...)
     runs/<name>/trials/<trial_id>/claim  which process runs it (created exclusively: one runner per trial)
+    runs/<name>/trials/<trial_id>/attempts.log  one line per start of the trial
     runs/<name>/trials/<trial_id>/result.json  status, params, seed, metrics or traceback (written atomically)
     runs/<name>/results.parquet         one row per trial, rebuilt atomically from the result files
 
@@ -34,7 +35,6 @@ class ResultStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "trials").mkdir(parents=True, exist_ok=True)
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.root / "trials" / trial_id
@@ -50,6 +50,18 @@ class ResultStore:
     def is_done(self, trial_id: str) -> bool:
         result = self.result(trial_id)
         return result is not None and result.get("status") == "done"
+
+    def record_attempt(self, trial_id: str) -> None:
+        """Append one line (host, pid, time) to the trial's attempts.log each time a runner starts it."""
+        path = self.trial_dir(trial_id) / "attempts.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}) + "\n")
+
+    def attempts(self, trial_id: str) -> int:
+        """How many times the trial was started."""
+        path = self.trial_dir(trial_id) / "attempts.log"
+        return len(path.read_text().splitlines()) if path.exists() else 0
 
     def write_result(self, trial_id: str, record: dict[str, Any]) -> None:
         atomic_write(self.trial_dir(trial_id) / "result.json", json.dumps(record, indent=2, default=str).encode())
@@ -95,7 +107,8 @@ class ResultStore:
     def records(self) -> list[dict[str, Any]]:
         """Every trial's result record."""
         found = []
-        for directory in sorted((self.root / "trials").iterdir()):
+        trials = self.root / "trials"
+        for directory in sorted(trials.iterdir()) if trials.is_dir() else []:
             result = self.result(directory.name)
             if result is not None:
                 found.append(result)
@@ -105,6 +118,7 @@ class ResultStore:
         """Rebuild results.parquet (atomically) from the result files; returns the table."""
         table = results_frame(self.records())
         path = self.root / "results.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".results.{os.getpid()}.{time.time_ns()}.parquet")
         table.to_parquet(tmp, index=False)
         os.replace(tmp, path)

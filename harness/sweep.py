@@ -78,6 +78,7 @@ class Sweep:
         for t in trials:
             if t not in todo and self.store.is_done(t.trial_id):
                 progress.finished({"status": "done"})
+        prepare_warm_starts(todo)
         payloads = [self.payload(t) for t in todo]
 
         def on_result(record: dict[str, Any]) -> None:
@@ -96,6 +97,19 @@ class Sweep:
             for payload in payloads:
                 self.store.release(payload["trial_id"])
         return [r for t in trials if (r := self.store.result(t.trial_id)) is not None]
+
+
+def prepare_warm_starts(trials: list[Trial]) -> None:
+    """Train each distinct tiny-model warm start once, in the driver, before trials that share it start."""
+    from harness.model import ensure_warm_start
+
+    seen = set()
+    for trial in trials:
+        model, task = trial.config.model, trial.config.task
+        key = (model.model_dump_json(), task.model_dump_json())
+        if model.path is None and key not in seen:
+            seen.add(key)
+            ensure_warm_start(model, task)
 
 
 def optuna_storage(spec: SweepSpec, root: Path) -> Any:

@@ -43,7 +43,7 @@ CPU_DEFAULTS: dict[str, Any] = {
     "save_strategy": "no",
     "report_to": "none",
     "disable_tqdm": True,
-    "gradient_checkpointing": False,
+    "activation_checkpointing": False,
 }
 
 

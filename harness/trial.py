@@ -30,6 +30,7 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
     run_dir = store.trial_dir(trial_id)
     record: dict[str, Any] = {"trial_id": trial_id, "params": payload["params"], "seed": payload["seed"],
                               "run_dir": str(run_dir), "host": os.uname().nodename}
+    store.record_attempt(trial_id)
     started = time.perf_counter()
     try:
         _limit_threads(payload.get("threads"))

@@ -1,0 +1,34 @@
+"""Shared fixtures: a session-wide warm-start cache and the smoke sweep's run config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.config import RunConfig
+from harness.sweep_spec import load_spec, make_trial
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "sweeps" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_start_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test (and the subprocesses it starts) caches warm starts in one temporary directory."""
+    cache = tmp_path_factory.mktemp("warm-start-cache")
+    previous = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("HARNESS_CACHE_DIR", None)
+    else:
+        os.environ["HARNESS_CACHE_DIR"] = previous
+
+
+def smoke_config(**overrides: object) -> RunConfig:
+    """The smoke sweep's run config for `estimator.name=group_mean`, seed 0, with dotted-key overrides."""
+    spec = load_spec(SMOKE)
+    params = {"estimator.name": "group_mean", **overrides}
+    return make_trial(spec, params, 0, SMOKE).config

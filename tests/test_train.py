@@ -1,0 +1,113 @@
+"""The trainer: TRL hook fidelity, one full run per estimator family, repeatability, run-directory contents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import GRPOTrainer
+
+import estimators
+from harness.model import load_policy, load_tokenizer
+from harness.tasks import load_task, prompt_for
+from harness.train import grpo_arguments, reward_mix, run_trial
+from harness.trl_hooks import EstimatorGRPOTrainer, check_trl_hooks
+from tests.conftest import smoke_config
+
+
+def test_trl_hooks_match_the_installed_trl():
+    check_trl_hooks()
+
+
+def test_hook_check_fails_loudly_when_trl_changes(monkeypatch):
+    monkeypatch.setattr(GRPOTrainer, "_calculate_rewards", lambda self, inputs, prompts: None)
+    with pytest.raises(RuntimeError, match=r"GRPOTrainer._calculate_rewards\('self', 'inputs', 'prompts'\)"):
+        check_trl_hooks()
+    monkeypatch.delattr(GRPOTrainer, "_generate_and_score_completions")
+    with pytest.raises(RuntimeError, match="_generate_and_score_completions is gone"):
+        check_trl_hooks()
+
+
+def make_trainer(tmp_path: Path, estimator_name: str, **overrides: object) -> EstimatorGRPOTrainer:
+    config = smoke_config(**{"estimator.name": estimator_name, **overrides})
+    policy, tokenizer, _ = load_policy(config.model, config.task)
+    mix = reward_mix(config, policy, tokenizer)
+    records = load_task(config.task).train[:32]
+    dataset = Dataset.from_list([{"prompt": prompt_for(r["question"]), "answer": r["answer"]} for r in records])
+    return EstimatorGRPOTrainer(model=policy, reward_funcs=mix.components,
+                                args=grpo_arguments(config, tmp_path, mix.weights), train_dataset=dataset,
+                                processing_class=tokenizer, estimator=estimators.get(estimator_name, scale="group"))
+
+
+def test_injected_group_mean_equals_trls_own_advantages(tmp_path):
+    """On TRL's own code path: the advantages TRL computed for the batch equal the injected group_mean's."""
+    trainer = make_trainer(tmp_path, "group_mean")
+    trainer.model.train()
+    output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    assert trainer.last_trl_advantages is not None
+    torch.testing.assert_close(output["advantages"], trainer.last_trl_advantages)
+    assert "old_per_token_logps" in output  # the extra no-grad pass stored the sampling log-probs
+
+
+def test_injected_estimator_replaces_trls_advantages(tmp_path):
+    trainer = make_trainer(tmp_path, "attenuated_pairwise", **{"rewards.semantic_density": 1.0})  # a dense reward
+    trainer.model.train()
+    output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    assert trainer.last_trl_advantages.abs().sum() > 0
+    groups = output["advantages"].view(-1, trainer.num_generations)
+    torch.testing.assert_close(groups.sum(dim=1), torch.zeros(groups.shape[0]), atol=1e-5, rtol=0)
+    assert not torch.allclose(output["advantages"], trainer.last_trl_advantages)
+
+
+@pytest.mark.parametrize("name", ["group_mean", "rloo", "pairwise_sum", "attenuated_pairwise", "lambdarank"])
+def test_every_estimator_family_runs_a_full_trial(tmp_path, name):
+    config = smoke_config(**{"estimator.name": name})
+    summary = run_trial(config, tmp_path / name)
+    run = tmp_path / name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, config.trainer["max_steps"] + 1))
+    for key in ["reward", "accuracy", "advantage/abs_mean", "advantage/zero_group_frac", "loss", "entropy",
+                "completions/mean_length", "tokens_per_second", "step_seconds", "rewards/correctness/mean"]:
+        assert all(key in r for r in rows), key
+    assert 0.0 <= summary["eval_accuracy"] <= 1.0
+    assert json.loads((run / "summary.json").read_text())["config_hash"] == config.config_hash()
+    assert (run / "config.yaml").is_file() and (run / "eval.json").is_file()
+    tokenizer = load_tokenizer(run / "checkpoint")
+    assert tokenizer.decode(tokenizer("3 + 4\n", add_special_tokens=False)["input_ids"]) == "3 + 4\n"
+
+
+def test_a_run_is_repeatable_on_cpu(tmp_path):
+    config = smoke_config(**{"estimator.name": "attenuated_pairwise"})
+    first, second = (run_trial(config, tmp_path / name) for name in ("a", "b"))
+    read = lambda name: [  # noqa: E731
+        (r["reward"], r["loss"], r["advantage/abs_mean"])
+        for r in map(json.loads, (tmp_path / name / "metrics.jsonl").read_text().splitlines())
+    ]
+    assert read("a") == read("b")
+    assert first["eval_accuracy"] == second["eval_accuracy"]
+
+
+@pytest.mark.slow
+def test_training_raises_the_trained_reward_beyond_noise(tmp_path):
+    """From the default warm start (about 3 minutes on 2 cores, cached for the session), 40 GRPO steps on the
+    semantic-density reward raise it. Measured on 2 CPU cores (torch 2.13, trl 1.16): mean reward 0.769 over the
+    first 10 steps (sd 0.049) and 0.817 over the last 10 (sd 0.024); Welch p ~ 0.01. The assertion asks for a rise
+    of at least 0.02 and p < 0.05. (With correctness alone, accuracy does not rise within CPU budgets: see README.)"""
+    from scipy import stats
+
+    from harness.config import RunConfig
+
+    config = RunConfig.model_validate({
+        "estimator": {"name": "group_mean"}, "rewards": {"semantic_density": 1.0},
+        "trainer": {"max_steps": 40, "per_device_train_batch_size": 32, "learning_rate": 1e-4},
+        "eval": {"n_examples": 20},
+    })
+    run_trial(config, tmp_path)
+    rewards = [json.loads(line)["reward"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    first, last = rewards[:10], rewards[-10:]
+    rise = sum(last) / 10 - sum(first) / 10
+    assert rise > 0.02, (first, last)
+    assert stats.ttest_ind(last, first, equal_var=False, alternative="greater").pvalue < 0.05
