@@ -125,16 +125,19 @@ class ResultStore:
         return table
 
 
+BASE_COLUMNS = ("trial_id", "status", "seed", "wall_seconds", "error", "run_dir")
+
+
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per trial: id, status, seed, `param.<key>` columns, `train.<metric>` and `eval.<metric>` columns."""
     rows = []
     for record in records:
-        row = {k: record.get(k) for k in ("trial_id", "status", "seed", "wall_seconds", "error", "run_dir")}
+        row = {k: record.get(k) for k in BASE_COLUMNS}
         row.update({f"param.{k}": _scalar(v) for k, v in record.get("params", {}).items()})
         row.update({f"train.{k}": v for k, v in record.get("final", {}).items()})
         row.update({f"eval.{k}": v for k, v in record.get("eval", {}).items() if isinstance(v, (int, float))})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else list(BASE_COLUMNS))
 
 
 def _scalar(value: Any) -> Any:
