@@ -69,6 +69,96 @@ def bench_estimators(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows}
 
 
+@benchmark("rewards")
+def bench_rewards(args: argparse.Namespace) -> dict[str, Any]:
+    """Completions per second of every reward (and semantic-density unit) on one core, on 3-step arithmetic
+    solutions with one wrong step."""
+    import rewards
+    from harness.model import build_tokenizer
+    from harness.tasks.arithmetic import generate_arithmetic
+    from rewards.semantic import EmbeddingTableEncoder
+
+    torch.set_num_threads(1)
+    records = generate_arithmetic(2000, steps=3, digits=2, seed=0)
+    references = [r["answer"] for r in records]
+    completions = [r["answer"].replace("=", "= 1 +", 1) for r in records]
+    tokenizer = build_tokenizer()
+    encoder = EmbeddingTableEncoder(torch.nn.Embedding(len(tokenizer), 64), tokenizer)
+    variants = {"correctness": {}, "format": {}, "length": {}, "semantic_density[lcs]": {"units": "lcs"},
+                "semantic_density[tokens]": {"units": "tokens"}, "semantic_density[steps]": {"units": "steps"},
+                "semantic_density[embedding]": {"units": "embedding", "encoder": encoder}}
+    rows = []
+    for label, params in variants.items():
+        fn = rewards.get(label.split("[")[0], **params)
+        count = 200 if args.quick else len(completions)
+        seconds = time_call(lambda: fn(None, completions[:count], answer=references[:count]), min_seconds=0.5)
+        rows.append({"reward": label, "completions_per_second": round(count / seconds)})
+    return {"rows": rows}
+
+
+@benchmark("train")
+def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds per step and tokens/s of plain TRL GRPOTrainer and of the harness trainer (group_mean, and the
+    attenuated estimator that needs one extra log-prob pass) on the same model, data and config, in one run."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    import estimators
+    from harness.config import RunConfig
+    from harness.model import WARM_START_MARKER, ensure_warm_start, load_policy
+    from harness.tasks import load_task, prompt_for
+    from harness.train import grpo_arguments, reward_mix
+    from harness.trl_hooks import EstimatorGRPOTrainer
+
+    steps = 5 if args.quick else 30
+    config = RunConfig.model_validate({"trainer": {"max_steps": steps, "per_device_train_batch_size": 32}})
+    warm = ensure_warm_start(config.model, config.task)
+    warm_seconds = json.loads((warm / WARM_START_MARKER).read_text())["seconds"]
+    records = load_task(config.task).train
+    dataset = Dataset.from_list([{"prompt": prompt_for(r["question"]), "answer": r["answer"]} for r in records])
+    rows = []
+    for label, estimator in [("plain GRPOTrainer", None), ("harness group_mean", "group_mean"),
+                             ("harness attenuated_pairwise", "attenuated_pairwise")]:
+        policy, tokenizer, _ = load_policy(config.model, config.task)
+        mix = reward_mix(config, policy, tokenizer)
+        common = {"model": policy, "reward_funcs": mix.components, "train_dataset": dataset,
+                  "args": grpo_arguments(config, args.out / "train-bench", mix.weights), "processing_class": tokenizer}
+        trainer = (GRPOTrainer(**common) if estimator is None
+                   else EstimatorGRPOTrainer(**common, estimator=estimators.get(estimator, scale="group")))
+        started = time.perf_counter()
+        trainer.train()
+        seconds = (time.perf_counter() - started) / steps
+        tokens = trainer.state.log_history[-2].get("num_tokens", 0.0)
+        rows.append({"trainer": label, "seconds_per_step": round(seconds, 4),
+                     "tokens_per_second": round(tokens / (seconds * steps))})
+    for row in rows:
+        row["ratio_to_plain"] = round(row["seconds_per_step"] / rows[0]["seconds_per_step"], 3)
+    return {"rows": rows, "warm_start_seconds": round(warm_seconds, 1)}
+
+
+@benchmark("sweep")
+def bench_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds the sweep machinery adds per trial: sweep wall time minus the trials' own wall time, over the smoke
+    sweep's trials (local executor, one worker; the warm start is trained before timing)."""
+    import tempfile
+
+    from harness.store import ResultStore
+    from harness.sweep import prepare_warm_starts, run_sweep
+    from harness.sweep_spec import grid_trials, load_spec
+
+    spec_path = Path("sweeps/smoke.yaml")
+    prepare_warm_starts(grid_trials(load_spec(spec_path), spec_path))
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        root = run_sweep(spec_path, root=Path(tmp) / "smoke")
+        total = time.perf_counter() - started
+        records = ResultStore(root).records()
+    inside = sum(r["wall_seconds"] for r in records)
+    rows = [{"trials": len(records), "sweep_seconds": round(total, 2), "trial_seconds": round(inside, 2),
+             "overhead_per_trial_s": round((total - inside) / len(records), 2)}]
+    return {"rows": rows}
+
+
 def environment() -> dict[str, Any]:
     """Hardware and library versions the figures were measured with."""
     import transformers

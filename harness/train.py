@@ -13,6 +13,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 import yaml
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.utils import logging as transformers_logging
 from trl import GRPOConfig
 
 import estimators
@@ -30,6 +32,9 @@ from harness.scoring import greedy_accuracy
 from harness.tasks import load_task, prompt_for
 from harness.trl_hooks import EstimatorGRPOTrainer
 from rewards.semantic import EmbeddingTableEncoder
+
+transformers_logging.disable_progress_bar()
+warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 CPU_DEFAULTS: dict[str, Any] = {
     "per_device_train_batch_size": 16,

@@ -73,13 +73,14 @@ class EstimatorGRPOTrainer(GRPOTrainer):
 
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
         scored = ~torch.isnan(rewards_per_func).all(dim=1)  # TRL's unscorable completions: masked out
-        seq_logprobs, lengths = self._sequence_logprobs(output, mode)
-        advantages = self.estimator(
-            rewards.view(-1, group),
-            seq_logprobs=self.accelerator.gather(seq_logprobs).view(-1, group).to(rewards.dtype),
-            lengths=self.accelerator.gather(lengths).view(-1, group).to(rewards.dtype),
-            mask=scored.view(-1, group),
-        )
+        policy_inputs: dict[str, torch.Tensor] = {}
+        if self.estimator.needs_logprobs:  # the extra log-prob pass only for estimators that read the policy
+            seq_logprobs, lengths = self._sequence_logprobs(output, mode)
+            policy_inputs = {
+                "seq_logprobs": self.accelerator.gather(seq_logprobs).view(-1, group).to(rewards.dtype),
+                "lengths": self.accelerator.gather(lengths).view(-1, group).to(rewards.dtype),
+            }
+        advantages = self.estimator(rewards.view(-1, group), mask=scored.view(-1, group), **policy_inputs)
         local = len(output["completion_ids"])
         process_slice = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
         self.last_trl_advantages = output["advantages"]

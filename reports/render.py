@@ -19,7 +19,7 @@ def render_markdown(title: str, sections: list[Any], root: Path) -> str:
     for section in sections:
         parts.append(f"## {section.title}")
         parts.extend(section.text)
-        parts.extend(table.to_markdown(index=False) for table in section.tables)
+        parts.extend(table.to_markdown(index=False, disable_numparse=True) for table in section.tables)
         parts.extend(f"![{caption}]({os.path.relpath(path, root)})" for caption, path in section.figures)
     return "\n\n".join(parts) + "\n"
 

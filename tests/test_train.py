@@ -49,7 +49,7 @@ def test_injected_group_mean_equals_trls_own_advantages(tmp_path):
     output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
     assert trainer.last_trl_advantages is not None
     torch.testing.assert_close(output["advantages"], trainer.last_trl_advantages)
-    assert "old_per_token_logps" in output  # the extra no-grad pass stored the sampling log-probs
+    assert "old_per_token_logps" not in output  # group_mean reads no log-probs: no extra forward pass
 
 
 def test_injected_estimator_replaces_trls_advantages(tmp_path):
@@ -60,6 +60,7 @@ def test_injected_estimator_replaces_trls_advantages(tmp_path):
     groups = output["advantages"].view(-1, trainer.num_generations)
     torch.testing.assert_close(groups.sum(dim=1), torch.zeros(groups.shape[0]), atol=1e-5, rtol=0)
     assert not torch.allclose(output["advantages"], trainer.last_trl_advantages)
+    assert "old_per_token_logps" in output  # the extra no-grad pass stored the sampling log-probs
 
 
 @pytest.mark.parametrize("name", ["group_mean", "rloo", "pairwise_sum", "attenuated_pairwise", "lambdarank"])
