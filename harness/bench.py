@@ -84,12 +84,12 @@ def bench_rewards(args: argparse.Namespace) -> dict[str, Any]:
     completions = [r["answer"].replace("=", "= 1 +", 1) for r in records]
     tokenizer = build_tokenizer()
     encoder = EmbeddingTableEncoder(torch.nn.Embedding(len(tokenizer), 64), tokenizer)
-    variants = {"correctness": {}, "format": {}, "length": {}, "semantic_density[lcs]": {"units": "lcs"},
-                "semantic_density[tokens]": {"units": "tokens"}, "semantic_density[steps]": {"units": "steps"},
-                "semantic_density[embedding]": {"units": "embedding", "encoder": encoder}}
+    variants = {"correctness": {}, "format": {}, "length": {}, "semantic_density:lcs": {"units": "lcs"},
+                "semantic_density:tokens": {"units": "tokens"}, "semantic_density:steps": {"units": "steps"},
+                "semantic_density:embedding": {"units": "embedding", "encoder": encoder}}
     rows = []
     for label, params in variants.items():
-        fn = rewards.get(label.split("[")[0], **params)
+        fn = rewards.get(label.split(":")[0], **params)
         count = 200 if args.quick else len(completions)
         seconds = time_call(lambda: fn(None, completions[:count], answer=references[:count]), min_seconds=0.5)
         rows.append({"reward": label, "completions_per_second": round(count / seconds)})
@@ -101,6 +101,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     """Seconds per step and tokens/s of plain TRL GRPOTrainer and of the harness trainer (group_mean, and the
     attenuated estimator that needs one extra log-prob pass) on the same model, data and config, in one run."""
     from datasets import Dataset
+    from transformers import PrinterCallback
     from trl import GRPOTrainer
 
     import estimators
@@ -125,6 +126,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
                   "args": grpo_arguments(config, args.out / "train-bench", mix.weights), "processing_class": tokenizer}
         trainer = (GRPOTrainer(**common) if estimator is None
                    else EstimatorGRPOTrainer(**common, estimator=estimators.get(estimator, scale="group")))
+        trainer.remove_callback(PrinterCallback)
         started = time.perf_counter()
         trainer.train()
         seconds = (time.perf_counter() - started) / steps
