@@ -23,6 +23,8 @@ from harness.sweep_spec import ExecutorConfig
 from harness.trial import execute_trial
 
 Payload = dict[str, Any]
+SLURM_MARGIN_MIN = 5
+"""Minutes a SLURM job may run past its trial's deadline (start-up, writing the result) before SLURM stops it."""
 OnResult = Callable[[dict[str, Any]], None]
 
 
@@ -70,7 +72,7 @@ def submitit_executor(config: ExecutorConfig, folder: Path) -> Any:
         return executor
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=config.requeues)
     params: dict[str, Any] = {
-        "timeout_min": timeout_min,
+        "timeout_min": timeout_min + SLURM_MARGIN_MIN,  # the trial's own deadline fires first and records it
         "cpus_per_task": config.cpus_per_trial,
         "mem_gb": config.mem_gb,
         "slurm_array_parallelism": config.array_parallelism,

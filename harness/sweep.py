@@ -53,7 +53,7 @@ class Sweep:
 
     def __init__(self, spec: SweepSpec, source: Path, root: Path | None = None) -> None:
         self.spec, self.source = spec, source
-        self.root = root or RUNS_DIR / spec.name
+        self.root = (root or RUNS_DIR / spec.name).absolute()  # jobs on other nodes get absolute paths
         self.store = ResultStore(self.root)
 
     def check_spec(self, resume: bool) -> None:

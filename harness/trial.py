@@ -31,6 +31,7 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {"trial_id": trial_id, "params": payload["params"], "seed": payload["seed"],
                               "run_dir": str(run_dir), "host": os.uname().nodename}
     store.record_attempt(trial_id)
+    record["started_at"] = time.time()
     started = time.perf_counter()
     try:
         _limit_threads(payload.get("threads"))
@@ -47,6 +48,7 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
             raise
     finally:
         record["wall_seconds"] = time.perf_counter() - started
+        record["finished_at"] = time.time()
         if record.get("status"):
             store.write_result(trial_id, record)
     return record
