@@ -138,6 +138,40 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "warm_start_seconds": round(warm_seconds, 1)}
 
 
+@benchmark("eval")
+def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
+    """Examples per second of held-out scoring on CPU: lm-eval (lph_test, greedy, HF backend) and the harness's own
+    greedy scoring, on the default warm start's test split."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from harness.config import RunConfig
+    from harness.evaluate import evaluate_run
+    from harness.model import ensure_warm_start, load_policy
+    from harness.scoring import greedy_accuracy
+    from harness.tasks import load_task
+
+    n = 20 if args.quick else 100
+    config = RunConfig.model_validate({"eval": {"n_examples": n}})
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        shutil.copytree(ensure_warm_start(config.model, config.task), run / "checkpoint")
+        (run / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        started = time.perf_counter()
+        evaluate_run(run, ["lph_test"], limit=n)
+        rows.append({"scorer": "lm-eval lph_test (HF)", "examples": n,
+                     "examples_per_second": round(n / (time.perf_counter() - started), 1)})
+    model, tokenizer, _ = load_policy(config.model, config.task)
+    started = time.perf_counter()
+    greedy_accuracy(model, tokenizer, load_task(config.task).test[:n], config.eval.max_new_tokens, 50)
+    rows.append({"scorer": "harness greedy scoring", "examples": n,
+                 "examples_per_second": round(n / (time.perf_counter() - started), 1)})
+    return {"rows": rows}
+
+
 @benchmark("sweep")
 def bench_sweep(args: argparse.Namespace) -> dict[str, Any]:
     """Seconds the sweep machinery adds per trial: sweep wall time minus the trials' own wall time, over the smoke

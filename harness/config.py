@@ -81,7 +81,7 @@ class EvalConfig(Strict):
     n_examples: int = Field(100, ge=1)
     max_new_tokens: int = Field(48, ge=1)
     batch_size: int = Field(50, ge=1)
-    lm_eval: bool = Field(False, description="also score with lm-evaluation-harness")
+    lm_eval: bool = Field(False, description="also score with lm-evaluation-harness (task lph_test, greedy)")
 
 
 class RunConfig(Strict):

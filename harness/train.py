@@ -153,10 +153,16 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     scored = greedy_accuracy(trainer.model, tokenizer, records, config.eval.max_new_tokens, config.eval.batch_size)
     evaluation = {"accuracy": scored["accuracy"], "n": scored["n"], "samples": scored["completions"][:5]}
     (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
+    if config.eval.lm_eval:
+        from harness.evaluate import evaluate_run
+
+        lm_eval_metrics = evaluate_run(out_dir, ["lph_test"], limit=config.eval.n_examples)["metrics"]["lph_test"]
+        evaluation["lm_eval_exact_match"] = lm_eval_metrics["exact_match"]
     summary = {
         "config_hash": config.config_hash(),
         "final": final_metrics(metrics_path),
         "eval_accuracy": evaluation["accuracy"],
+        "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - started,
         "model_dir": str(model_dir),

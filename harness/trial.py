@@ -39,7 +39,7 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
             from harness.train import run_trial
 
             summary = run_trial(RunConfig.model_validate(payload["config"]), run_dir)
-        record |= {"status": "done", "final": summary["final"], "eval": {"accuracy": summary["eval_accuracy"]},
+        record |= {"status": "done", "final": summary["final"], "eval": summary["eval"],
                    "train_seconds": summary["train_seconds"], "reward_failures": summary["reward_failures"]}
     except BaseException as error:  # noqa: BLE001  (KeyboardInterrupt too: record it, then re-raise below)
         record |= {"status": "failed", "error": f"{type(error).__name__}: {error}",

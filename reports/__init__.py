@@ -49,21 +49,23 @@ def build_report(root: Path | str) -> Path:
 
 def headline_section(results: pd.DataFrame, root: Path) -> Section:
     done = results[results["status"] == "done"]
+    metric = tables.held_out_metric(results)
     section = Section("Held-out accuracy by arm")
-    if done.empty or tables.METRIC not in done:
+    if done.empty or metric not in done:
         section.text.append("No trial has finished yet.")
         return section
-    section.text.append(f"{len(done)} finished trials of {len(results)}. Mean greedy accuracy on the test split with "
-                        "its 95% t-interval over seeds; wall time in seconds per trial.")
-    section.tables.append(tables.format_frame(tables.headline(results)))
+    source = "lm-eval greedy exact match" if metric == tables.LM_EVAL_METRIC else "greedy accuracy (harness scoring)"
+    section.text.append(f"{len(done)} finished trials of {len(results)}. Mean {source} on the test split with its "
+                        "95% t-interval over seeds; wall time in seconds per trial.")
+    section.tables.append(tables.format_frame(tables.headline(results, metric)))
     labelled = done.assign(arm=done.apply(tables.arm_label, axis=1, columns=tables.param_columns(results)))
-    section.figures.append(figures.accuracy_figure(labelled, "arm", tables.METRIC, root / "figures"))
+    section.figures.append(figures.accuracy_figure(labelled, "arm", metric, root / "figures"))
     return section
 
 
 def paired_section(results: pd.DataFrame) -> Section:
     section = Section(f"Paired comparisons against {tables.BASELINE}")
-    paired = tables.paired_table(results)
+    paired = tables.paired_table(results, tables.held_out_metric(results))
     if paired.empty:
         section.text.append(f"No paired comparison: the sweep has no finished `{tables.BASELINE}` arm to compare with.")
         return section

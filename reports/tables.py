@@ -12,6 +12,14 @@ from reports.stats import mean_ci, paired_comparison
 ESTIMATOR = "param.estimator.name"
 BASELINE = "group_mean"
 METRIC = "eval.accuracy"
+LM_EVAL_METRIC = "eval.lm_eval_exact_match"
+
+
+def held_out_metric(results: pd.DataFrame) -> str:
+    """lm-eval's greedy exact match when the trials were scored with lm-eval, else the harness's own accuracy."""
+    if LM_EVAL_METRIC in results and results[LM_EVAL_METRIC].notna().any():
+        return LM_EVAL_METRIC
+    return METRIC
 
 
 def param_columns(results: pd.DataFrame) -> list[str]:
@@ -26,7 +34,7 @@ def arm_label(row: pd.Series, columns: list[str]) -> str:
     return " | ".join(parts) or "all"
 
 
-def headline(results: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+def headline(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per arm (combination of swept parameters): mean metric, its 95% t-interval over seeds, n seeds, mean wall time."""
     done = results[results["status"] == "done"]
     columns = param_columns(results)
@@ -39,7 +47,7 @@ def headline(results: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_table(results: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+def paired_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Each non-baseline arm against `group_mean` with the same other parameters, paired by seed."""
     done = results[results["status"] == "done"]
     if ESTIMATOR not in done or BASELINE not in set(done[ESTIMATOR]):

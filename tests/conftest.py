@@ -16,15 +16,15 @@ SMOKE = ROOT / "sweeps" / "smoke.yaml"
 
 @pytest.fixture(scope="session", autouse=True)
 def warm_start_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every test (and the subprocesses it starts) caches warm starts in one temporary directory."""
+    """Every test (and the subprocesses it starts) caches warm starts in one directory: $HARNESS_CACHE_DIR when set
+    (to reuse a cache between runs), else a fresh temporary directory."""
+    if os.environ.get("HARNESS_CACHE_DIR"):
+        yield Path(os.environ["HARNESS_CACHE_DIR"])
+        return
     cache = tmp_path_factory.mktemp("warm-start-cache")
-    previous = os.environ.get("HARNESS_CACHE_DIR")
     os.environ["HARNESS_CACHE_DIR"] = str(cache)
     yield cache
-    if previous is None:
-        os.environ.pop("HARNESS_CACHE_DIR", None)
-    else:
-        os.environ["HARNESS_CACHE_DIR"] = previous
+    os.environ.pop("HARNESS_CACHE_DIR", None)
 
 
 def smoke_config(**overrides: object) -> RunConfig:

@@ -69,7 +69,7 @@ def test_report_numbers_match_pandas(tmp_path):
     table = write_fixture(tmp_path)
     report = build_report(tmp_path)
     done = table[table["status"] == "done"]
-    summary = headline(table).set_index(["param.estimator.name", "param.rewards.semantic_density"])
+    summary = headline(table, "eval.accuracy").set_index(["param.estimator.name", "param.rewards.semantic_density"])
     for (estimator, weight), group in done.groupby(["param.estimator.name", "param.rewards.semantic_density"]):
         accuracy = group["eval.accuracy"]
         half = stats.t.ppf(0.975, len(group) - 1) * accuracy.std(ddof=1) / np.sqrt(len(group))
@@ -79,7 +79,7 @@ def test_report_numbers_match_pandas(tmp_path):
         assert row["n_seeds"] == 4 and row["wall_seconds"] == pytest.approx(group["wall_seconds"].mean())
         assert f"{accuracy.mean():.3f}" in report.read_text()
 
-    paired = paired_table(table).set_index(["param.estimator.name", "param.rewards.semantic_density"])
+    paired = paired_table(table, "eval.accuracy").set_index(["param.estimator.name", "param.rewards.semantic_density"])
     base = done[done["param.estimator.name"] == "group_mean"].set_index(["param.rewards.semantic_density", "seed"])
     for (estimator, weight), row in paired.iterrows():
         arm = done[(done["param.estimator.name"] == estimator) & (done["param.rewards.semantic_density"] == weight)]
