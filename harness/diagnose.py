@@ -47,7 +47,7 @@ class DiagnosticsSpec(Strict):
     rewards: list[Literal["binary", "graded"]] = ["binary", "graded"]
     group_sizes: list[int] = [2, 4, 8, 16, 32]
     samples: int = Field(600, ge=2)
-    start: Start = "uniform"
+    bias_starts: list[Start] = ["uniform", "confident_wrong"]
     ascent: AscentConfig = AscentConfig()
     estimators: dict[str, dict[str, Any]] | None = None
     seed: int = 0
@@ -99,11 +99,12 @@ def run_diagnostics(spec: DiagnosticsSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         for reward_kind in spec.rewards:
             testbed = make_testbed(spec.prompts, spec.candidates, reward_kind, policy, spec.features, generator)
             where = {"policy": policy, "rewards": reward_kind}
-            start = starting_point(testbed, spec.start)
             for label, estimator in configured.items():
-                for group in spec.group_sizes:
-                    stats = gradient_statistics(testbed, start, estimator, group, spec.samples, generator)
-                    stats_rows.append(where | {"estimator": label, "G": group} | stats)
+                for begin in spec.bias_starts:
+                    params = starting_point(testbed, begin)
+                    for group in spec.group_sizes:
+                        stats = gradient_statistics(testbed, params, estimator, group, spec.samples, generator)
+                        stats_rows.append(where | {"start": begin, "estimator": label, "G": group} | stats)
                 for begin in spec.ascent.starts:
                     curves = ascend(testbed, starting_point(testbed, begin), estimator, spec.ascent, generator)
                     ascent_rows += [where | {"estimator": label, "start": begin, "repeat": repeat, "step": step,
@@ -123,8 +124,8 @@ def write_report(root: Path, stats: pd.DataFrame, ascent: pd.DataFrame, spec: Di
 
     figures = []
     for metric, log in [("cosine", False), ("snr", True), ("relative_norm_error", False)]:
-        grid = sns.relplot(data=stats, x="G", y=metric, hue="estimator", col="rewards", row="policy", kind="line",
-                           marker="o", height=3, aspect=1.2)
+        grid = sns.relplot(data=stats, x="G", y=metric, hue="estimator", style="start", col="rewards", row="policy",
+                           kind="line", marker="o", height=3, aspect=1.2)
         grid.set(xscale="log")
         if log:
             grid.set(yscale="log")
@@ -142,7 +143,8 @@ def write_report(root: Path, stats: pd.DataFrame, ascent: pd.DataFrame, spec: Di
             "relative_norm_error: |E g - grad| / |grad| (a constant scale, such as group_mean's (G-1)/G, shows "
             "here but not in the cosine). relative_variance: E|g - E g|^2 / |grad|^2 for one estimate. snr: "
             "|E g|^2 / E|g - E g|^2, the signal-to-noise ratio of one estimate (higher needs fewer samples). "
-            f"Measured at the '{spec.start}' start with {spec.samples} estimates per cell, {spec.prompts} prompts "
+            f"Measured at the {', '.join(spec.bias_starts)} starts with {spec.samples} estimates per cell, "
+            f"{spec.prompts} prompts "
             f"of {spec.candidates} candidates."]),
         Section(f"Bias and variance at G = {spec.ascent.group_size}",
                 tables=[format_frame(stats[stats["G"] == spec.ascent.group_size].drop(columns="G"))],

@@ -76,6 +76,7 @@ def test_cli_writes_tables_and_report(tmp_path):
     assert set(stats["estimator"]) == {"group_mean", "attenuated_pairwise"} and set(stats["G"]) == {2, 4}
     assert stats["cosine"].between(-1, 1).all() and (stats["snr"] > 0).all()
     ascent = pd.read_parquet(tmp_path / "out" / "ascent.parquet")
+    assert set(stats["start"]) == {"uniform", "confident_wrong"} and len(stats) == 2 * 2 * 2
     assert ascent["step"].max() == 5 and len(ascent) == 2 * 3 * 2 * 6
     report = (tmp_path / "out" / "report.md").read_text()
     assert "What the numbers mean" in report and (tmp_path / "out" / "figures" / "ascent.png").stat().st_size > 5000
