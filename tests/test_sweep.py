@@ -144,3 +144,31 @@ def test_unreadable_spec_via_cli(tmp_path):
     result = subprocess.run(cli(str(tmp_path / "missing.yaml")), cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "missing.yaml: cannot read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("storage", [None, "sqlite"])
+def test_optuna_sweep_tells_the_study_and_reports_it(tmp_path, storage):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'study.db'}" if storage else None
+    path = spec_file(tmp_path, grid={}, seeds=[0, 1], storage=url, base={
+        "estimator": {"name": "attenuated_pairwise", "scale": "group"}},
+        optuna={"n_trials": 3, "sampler": "random", "metric": "eval_accuracy",
+                "space": {"estimator.beta": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+                          "trainer.learning_rate": {"type": "categorical", "choices": [1.0e-5, 1.0e-4]}}})
+    root = run_sweep(path, root=tmp_path / "tune")
+    storage_obj = url or optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal")))
+    study = optuna.load_study(study_name="smoke", storage=storage_obj)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    table = pd.read_parquet(root / "results.parquet")
+    assert len(table) == 6 and set(table["status"]) == {"done"}
+    for trial in complete:  # the objective is the seeds' mean of the metric for the trial's parameters
+        rows = table[table["param.estimator.beta"] == trial.params["estimator.beta"]]
+        assert len(rows) == 2 and trial.value == pytest.approx(rows["eval.accuracy"].mean())
+    report = (root / "report.md").read_text()
+    assert "## Optuna search" in report and "Best trial #" in report
+    assert (root / "figures" / "optuna_history.png").is_file()
+    run_sweep(path, root=root)  # resuming a finished study runs nothing more
+    assert len(optuna.load_study(study_name="smoke", storage=storage_obj).trials) == 3

@@ -112,3 +112,14 @@ def test_training_raises_the_trained_reward_beyond_noise(tmp_path):
     rise = sum(last) / 10 - sum(first) / 10
     assert rise > 0.02, (first, last)
     assert stats.ttest_ind(last, first, equal_var=False, alternative="greater").pvalue < 0.05
+
+
+def test_a_local_model_directory_can_be_the_policy(tmp_path):
+    """model.path: any local Hugging Face model directory (here a trained checkpoint) replaces the tiny model."""
+    first = smoke_config(**{"estimator.name": "rloo"})
+    run_trial(first, tmp_path / "first")
+    config = smoke_config(**{"estimator.name": "rloo", "model.path": str(tmp_path / "first" / "checkpoint")})
+    summary = run_trial(config, tmp_path / "second")
+    assert summary["model_dir"] == str(tmp_path / "first" / "checkpoint")
+    with pytest.raises(ValueError, match="is not a local model directory"):
+        run_trial(smoke_config(**{"model.path": str(tmp_path / "missing")}), tmp_path / "third")
