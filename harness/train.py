@@ -53,7 +53,7 @@ CPU_DEFAULTS: dict[str, Any] = {
 
 
 class NonFiniteLoss(RuntimeError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss or gradient norm."""
 
 
 def grpo_arguments(config: RunConfig, out_dir: Path, reward_weights: list[float]) -> GRPOConfig:
@@ -77,7 +77,8 @@ def reward_mix(config: RunConfig, policy: Any, tokenizer: Any) -> rewards.Reward
 
 
 class MetricsWriter(TrainerCallback):
-    """Appends each training log to metrics.jsonl with step seconds, tokens/s and accuracy; stops on NaN loss."""
+    """Appends each training log to metrics.jsonl with step seconds, tokens/s and accuracy; stops on a non-finite
+    loss or gradient norm."""
 
     def __init__(self, path: Path, progress: Any) -> None:
         self.path, self.progress = path, progress
@@ -100,8 +101,9 @@ class MetricsWriter(TrainerCallback):
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         self.progress.update(state.global_step, row.get("reward", math.nan))
-        if not math.isfinite(float(logs["loss"])):
-            raise NonFiniteLoss(f"loss is {logs['loss']} at step {state.global_step}")
+        for key in ("loss", "grad_norm"):  # an infinite gradient leaves NaN weights behind: stop there too
+            if key in logs and not math.isfinite(float(logs[key])):
+                raise NonFiniteLoss(f"{key} is {logs[key]} at step {state.global_step}")
 
 
 class Progress:

@@ -90,3 +90,10 @@ def test_prompt_format_is_shared(tmp_path):
     model, tokenizer, _ = load_policy(ModelConfig(), TaskConfig())
     question = load_task(TaskConfig()).train[0]["question"]
     assert re.search(r"\n#### -?\d+$", generate_greedy(model, tokenizer, [prompt_for(question)], 48, 1)[0])
+
+
+def test_the_warm_start_lands_in_the_pass_rate_band():
+    """RL starts from a policy that solves some but not most test problems: 20% to 60% greedy accuracy."""
+    model, tokenizer, _ = load_policy(ModelConfig(), TaskConfig())
+    accuracy = greedy_accuracy(model, tokenizer, load_task(TaskConfig()).test, 48, 50)["accuracy"]
+    assert 0.2 <= accuracy <= 0.6, accuracy

@@ -172,3 +172,13 @@ def test_optuna_sweep_tells_the_study_and_reports_it(tmp_path, storage):
     assert (root / "figures" / "optuna_history.png").is_file()
     run_sweep(path, root=root)  # resuming a finished study runs nothing more
     assert len(optuna.load_study(study_name="smoke", storage=storage_obj).trials) == 3
+
+
+def test_a_trial_past_its_time_limit_is_recorded_as_failed(tmp_path):
+    path = spec_file(tmp_path, grid={"estimator.name": ["group_mean"]}, seeds=1,
+                     executor={"trial_timeout_min": 0.01},  # 0.6 s: the trial cannot finish
+                     base={"trainer": {"max_steps": 50, "per_device_train_batch_size": 8, "num_generations": 4,
+                                       "max_completion_length": 12}})
+    table = pd.read_parquet(run_sweep(path, root=tmp_path / "slow") / "results.parquet")
+    assert list(table["status"]) == ["failed"]
+    assert table["error"].iloc[0].startswith("TrialTimeout: trial exceeded its time limit of 1 s")

@@ -123,3 +123,27 @@ def test_a_local_model_directory_can_be_the_policy(tmp_path):
     assert summary["model_dir"] == str(tmp_path / "first" / "checkpoint")
     with pytest.raises(ValueError, match="is not a local model directory"):
         run_trial(smoke_config(**{"model.path": str(tmp_path / "missing")}), tmp_path / "third")
+
+
+def test_embedding_semantic_density_reads_the_policys_embeddings(tmp_path):
+    config = smoke_config(**{"estimator.name": "group_mean", "rewards.semantic_density": 1.0,
+                             "reward_params.semantic_density": {"units": "embedding", "idf": True}})
+    summary = run_trial(config, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["rewards/semantic_density/mean"] <= 1.0 for r in rows)
+    assert any(r["rewards/semantic_density/mean"] > 0 for r in rows)
+    assert summary["reward_failures"]["semantic_density"] == 0
+
+
+def test_a_non_finite_loss_stops_the_trial(tmp_path):
+    @estimators.register("test_only_huge")
+    def huge(rewards, seq_logprobs, lengths, mask, *, value: float = 3e38):
+        """A_i = +-value: overflows the loss to infinity."""
+        return torch.where(torch.arange(rewards.shape[1]) % 2 == 0, value, -value).expand_as(rewards).clone()
+
+    from harness.config import EstimatorConfig
+    from harness.train import NonFiniteLoss
+
+    config = smoke_config().model_copy(update={"estimator": EstimatorConfig(name="test_only_huge")})
+    with pytest.raises(NonFiniteLoss, match=r"(loss|grad_norm) is (nan|inf)"):
+        run_trial(config, tmp_path)
