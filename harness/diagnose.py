@@ -126,14 +126,17 @@ def write_report(root: Path, stats: pd.DataFrame, ascent: pd.DataFrame, spec: Di
     for metric, log in [("cosine", False), ("snr", True), ("relative_norm_error", False)]:
         grid = sns.relplot(data=stats, x="G", y=metric, hue="estimator", style="start", col="rewards", row="policy",
                            kind="line", marker="o", height=3, aspect=1.2)
-        grid.set(xscale="log")
-        if log:
-            grid.set(yscale="log")
-        figures.append((f"{metric} against the group size G", save(grid.figure, root / "figures" / f"{metric}.png")))
+        for ax in grid.axes.flat:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(spec.group_sizes, [str(g) for g in spec.group_sizes])
+            if log:
+                ax.set_yscale("log")
+        figures.append((f"{metric} against the group size G",
+                        save(grid.figure, root / "figures" / f"{metric}.png", tight=False)))
     grid = sns.relplot(data=ascent, x="step", y="expected_reward", hue="estimator", col="start", row="rewards",
                        kind="line", errorbar=("ci", 95), height=3, aspect=1.2)
     figures.append(("Expected reward during stochastic gradient ascent",
-                    save(grid.figure, root / "figures" / "ascent.png")))
+                    save(grid.figure, root / "figures" / "ascent.png", tight=False)))
     plt.close("all")
     final = ascent[ascent["step"] == spec.ascent.steps]
     summary = final.groupby(["policy", "rewards", "start", "estimator"], as_index=False)["expected_reward"].mean()

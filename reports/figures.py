@@ -19,11 +19,12 @@ CURVES = {
 }
 
 
-def save(fig: plt.Figure, path: Path) -> Path:
-    """Write `fig` as PNG and close it."""
+def save(fig: plt.Figure, path: Path, tight: bool = True) -> Path:
+    """Write `fig` as PNG and close it (`tight=False` for seaborn grids, which lay out their own legend)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
