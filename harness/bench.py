@@ -100,23 +100,21 @@ def bench_rewards(args: argparse.Namespace) -> dict[str, Any]:
 def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     """Seconds per step and tokens/s of plain TRL GRPOTrainer and of the harness trainer (group_mean, and the
     attenuated estimator that needs one extra log-prob pass) on the same model, data and config, in one run."""
-    from datasets import Dataset
     from transformers import PrinterCallback
     from trl import GRPOTrainer
 
     import estimators
     from harness.config import RunConfig
     from harness.model import WARM_START_MARKER, ensure_warm_start, load_policy
-    from harness.tasks import load_task, prompt_for
-    from harness.train import grpo_arguments, reward_mix
+    from harness.tasks import load_task
+    from harness.train import grpo_arguments, grpo_dataset, reward_mix
     from harness.trl_hooks import EstimatorGRPOTrainer
 
     steps = 5 if args.quick else 30
     config = RunConfig.model_validate({"trainer": {"max_steps": steps, "per_device_train_batch_size": 32}})
     warm = ensure_warm_start(config.model, config.task)
     warm_seconds = json.loads((warm / WARM_START_MARKER).read_text())["seconds"]
-    records = load_task(config.task).train
-    dataset = Dataset.from_list([{"prompt": prompt_for(r["question"]), "answer": r["answer"]} for r in records])
+    dataset = grpo_dataset(load_task(config.task).train)
     rows = []
     for label, estimator in [("plain GRPOTrainer", None), ("harness group_mean", "group_mean"),
                              ("harness attenuated_pairwise", "attenuated_pairwise")]:
@@ -145,13 +143,12 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     import shutil
     import tempfile
 
-    import yaml
-
     from harness.config import RunConfig
     from harness.evaluate import evaluate_run
     from harness.model import ensure_warm_start, load_policy
     from harness.scoring import greedy_accuracy
     from harness.tasks import load_task
+    from harness.train import write_run_config
 
     n = 20 if args.quick else 100
     config = RunConfig.model_validate({"eval": {"n_examples": n}})
@@ -159,7 +156,7 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         shutil.copytree(ensure_warm_start(config.model, config.task), run / "checkpoint")
-        (run / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        write_run_config(config, run)
         started = time.perf_counter()
         evaluate_run(run, ["lph_test"], limit=n)
         rows.append({"scorer": "lm-eval lph_test (HF)", "examples": n,

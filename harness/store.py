@@ -117,11 +117,7 @@ class ResultStore:
     def write_table(self) -> pd.DataFrame:
         """Rebuild results.parquet (atomically) from the result files; returns the table."""
         table = results_frame(self.records())
-        path = self.root / "results.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".results.{os.getpid()}.{time.time_ns()}.parquet")
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        atomic_write(self.root / "results.parquet", table.to_parquet(index=False))
         return table
 
 

@@ -65,6 +65,17 @@ def grpo_arguments(config: RunConfig, out_dir: Path, reward_weights: list[float]
     return GRPOConfig(output_dir=str(out_dir / "trl"), **(CPU_DEFAULTS | device | config.trainer | owned))
 
 
+def grpo_dataset(records: list[dict[str, str]]) -> Dataset:
+    """TRL's dataset: the prompt of each record and its reference solution (the `answer` column the rewards read)."""
+    return Dataset.from_list([{"prompt": prompt_for(r["question"]), "answer": r["answer"]} for r in records])
+
+
+def write_run_config(config: RunConfig, run_dir: Path) -> None:
+    """The resolved run config as `run_dir/config.yaml` (what harness.evaluate reads back)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
 def reward_mix(config: RunConfig, policy: Any, tokenizer: Any) -> rewards.RewardMix:
     """The configured mix; `correctness` is always a component (weight 0 if unweighted) so accuracy is logged, and
     embedding-unit semantic density with encoder 'policy' reads the policy's input-embedding table."""
@@ -125,15 +136,14 @@ class Progress:
 def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     """Train and evaluate one trial into `out_dir`; returns the summary (also written to summary.json)."""
     started = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_run_config(config, out_dir)
     metrics_path = out_dir / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
 
     splits = load_task(config.task)
     policy, tokenizer, model_dir = load_policy(config.model, config.task)
     mix = reward_mix(config, policy, tokenizer)
-    dataset = Dataset.from_list([{"prompt": prompt_for(r["question"]), "answer": r["answer"]} for r in splits.train])
+    dataset = grpo_dataset(splits.train)
     args = grpo_arguments(config, out_dir, mix.weights)
     progress = Progress(args.max_steps, f"{config.estimator.name} seed {config.seed}")
     trainer = EstimatorGRPOTrainer(
@@ -163,7 +173,6 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     summary = {
         "config_hash": config.config_hash(),
         "final": final_metrics(metrics_path),
-        "eval_accuracy": evaluation["accuracy"],
         "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - started,
@@ -203,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(error)) from None
     out = args.out or Path("runs/single") / config.config_hash()
     summary = run_trial(config, out)
-    print(json.dumps({"run_dir": str(out), "eval_accuracy": summary["eval_accuracy"],
+    print(json.dumps({"run_dir": str(out), "eval_accuracy": summary["eval"]["accuracy"],
                       "wall_seconds": round(summary["wall_seconds"], 1)}, indent=2))
 
 

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 import rewards
 from harness.config import ModelConfig, RunConfig, TaskConfig
@@ -17,6 +16,7 @@ from harness.evaluate import check_offline_tasks, evaluate_run, pass_at_k, rende
 from harness.model import ensure_warm_start, load_policy
 from harness.scoring import generate_greedy, greedy_accuracy
 from harness.tasks import load_task, prompt_for
+from harness.train import write_run_config
 
 CASES = [json.loads(line) for line in
          (Path(__file__).parent / "fixtures" / "answer_cases.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -52,7 +52,7 @@ def warm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = RunConfig.model_validate({"eval": {"n_examples": 24}})
     run = tmp_path_factory.mktemp("warm-run")
     shutil.copytree(ensure_warm_start(config.model, config.task), run / "checkpoint")
-    (run / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    write_run_config(config, run)
     return run
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from harness.config import ConfigError
 from harness.store import ResultStore
-from harness.sweep import prepare_warm_starts, run_sweep
+from harness.sweep import optuna_storage, prepare_warm_starts, run_sweep
 from harness.sweep_spec import grid_trials, load_spec
 from tests.conftest import ROOT, SMOKE
 
@@ -157,8 +157,7 @@ def test_optuna_sweep_tells_the_study_and_reports_it(tmp_path, storage):
                 "space": {"estimator.beta": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
                           "trainer.learning_rate": {"type": "categorical", "choices": [1.0e-5, 1.0e-4]}}})
     root = run_sweep(path, root=tmp_path / "tune")
-    storage_obj = url or optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal")))
+    storage_obj = optuna_storage(load_spec(path), root)
     study = optuna.load_study(study_name="smoke", storage=storage_obj)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
 from trl import GRPOTrainer
 
 import estimators
 from harness.model import load_policy, load_tokenizer
-from harness.tasks import load_task, prompt_for
-from harness.train import grpo_arguments, reward_mix, run_trial
+from harness.tasks import load_task
+from harness.train import grpo_arguments, grpo_dataset, reward_mix, run_trial
 from harness.trl_hooks import EstimatorGRPOTrainer, check_trl_hooks
 from tests.conftest import smoke_config
 
@@ -35,8 +34,7 @@ def make_trainer(tmp_path: Path, estimator_name: str, **overrides: object) -> Es
     config = smoke_config(**{"estimator.name": estimator_name, **overrides})
     policy, tokenizer, _ = load_policy(config.model, config.task)
     mix = reward_mix(config, policy, tokenizer)
-    records = load_task(config.task).train[:32]
-    dataset = Dataset.from_list([{"prompt": prompt_for(r["question"]), "answer": r["answer"]} for r in records])
+    dataset = grpo_dataset(load_task(config.task).train[:32])
     return EstimatorGRPOTrainer(model=policy, reward_funcs=mix.components,
                                 args=grpo_arguments(config, tmp_path, mix.weights), train_dataset=dataset,
                                 processing_class=tokenizer, estimator=estimators.get(estimator_name, scale="group"))
@@ -73,7 +71,7 @@ def test_every_estimator_family_runs_a_full_trial(tmp_path, name):
     for key in ["reward", "accuracy", "advantage/abs_mean", "advantage/zero_group_frac", "loss", "entropy",
                 "completions/mean_length", "tokens_per_second", "step_seconds", "rewards/correctness/mean"]:
         assert all(key in r for r in rows), key
-    assert 0.0 <= summary["eval_accuracy"] <= 1.0
+    assert 0.0 <= summary["eval"]["accuracy"] <= 1.0
     assert json.loads((run / "summary.json").read_text())["config_hash"] == config.config_hash()
     assert (run / "config.yaml").is_file() and (run / "eval.json").is_file()
     tokenizer = load_tokenizer(run / "checkpoint")
@@ -88,7 +86,7 @@ def test_a_run_is_repeatable_on_cpu(tmp_path):
         for r in map(json.loads, (tmp_path / name / "metrics.jsonl").read_text().splitlines())
     ]
     assert read("a") == read("b")
-    assert first["eval_accuracy"] == second["eval_accuracy"]
+    assert first["eval"]["accuracy"] == second["eval"]["accuracy"]
 
 
 @pytest.mark.slow
