@@ -74,7 +74,7 @@ def bench_rewards(args: argparse.Namespace) -> dict[str, Any]:
     """Completions per second of every reward (and semantic-density unit) on one core, on 3-step arithmetic
     solutions with one wrong step."""
     import rewards
-    from harness.model import build_tokenizer
+    from harness.trial.model import build_tokenizer
     from harness.tasks.arithmetic import generate_arithmetic
     from rewards.semantic import EmbeddingTableEncoder
 
@@ -105,10 +105,10 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
 
     import estimators
     from harness.config import RunConfig
-    from harness.model import WARM_START_MARKER, ensure_warm_start, load_policy
+    from harness.trial.model import WARM_START_MARKER, ensure_warm_start, load_policy
     from harness.tasks import load_task
-    from harness.train import grpo_arguments, grpo_dataset, reward_mix
-    from harness.trl_hooks import EstimatorGRPOTrainer
+    from harness.trial.train import grpo_arguments, grpo_dataset, reward_mix
+    from harness.trial.trl_hooks import EstimatorGRPOTrainer
 
     steps = 5 if args.quick else 30
     config = RunConfig.model_validate({"trainer": {"max_steps": steps, "per_device_train_batch_size": 32}})
@@ -144,11 +144,11 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from harness.config import RunConfig
-    from harness.evaluate import evaluate_run
-    from harness.model import ensure_warm_start, load_policy
-    from harness.scoring import greedy_accuracy
+    from harness.trial.evaluate import evaluate_run
+    from harness.trial.model import ensure_warm_start, load_policy
+    from harness.trial.scoring import greedy_accuracy
     from harness.tasks import load_task
-    from harness.train import write_run_config
+    from harness.trial.train import write_run_config
 
     n = 20 if args.quick else 100
     config = RunConfig.model_validate({"eval": {"n_examples": n}})
@@ -175,9 +175,9 @@ def bench_sweep(args: argparse.Namespace) -> dict[str, Any]:
     sweep's trials (local executor, one worker; the warm start is trained before timing)."""
     import tempfile
 
-    from harness.store import ResultStore
+    from harness.sweep.store import ResultStore
     from harness.sweep import prepare_warm_starts, run_sweep
-    from harness.sweep_spec import grid_trials, load_spec
+    from harness.sweep.spec import grid_trials, load_spec
 
     spec_path = Path("sweeps/smoke.yaml")
     prepare_warm_starts(grid_trials(load_spec(spec_path), spec_path))

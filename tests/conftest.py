@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import RunConfig
-from harness.sweep_spec import load_spec, make_trial
+from harness.sweep.spec import load_spec, make_trial
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "sweeps" / "smoke.yaml"

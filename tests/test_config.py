@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import ConfigError, load_run_config
-from harness.sweep_spec import load_spec
+from harness.sweep.spec import load_spec
 from harness.tasks import load_task
 from harness.tasks.arithmetic import generate_arithmetic
 from harness.tasks.gsm8k import load_gsm8k_jsonl

@@ -11,8 +11,8 @@ import torch
 import yaml
 
 import estimators
-from harness.diagnose import gradient_statistics
-from harness.testbed import make_testbed, starting_point
+from harness.diagnostics.diagnose import gradient_statistics
+from harness.diagnostics.testbed import make_testbed, starting_point
 from tests.conftest import ROOT
 
 
@@ -70,7 +70,7 @@ def test_cli_writes_tables_and_report(tmp_path):
             "estimators": {"group_mean": {}, "attenuated_pairwise": {"beta": 2.0}}}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    subprocess.run([sys.executable, "-m", "harness.diagnose", str(path), "--out", str(tmp_path / "out")], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "harness.diagnostics", str(path), "--out", str(tmp_path / "out")], cwd=ROOT,
                    check=True, capture_output=True)
     stats = pd.read_parquet(tmp_path / "out" / "diagnostics.parquet")
     assert set(stats["estimator"]) == {"group_mean", "attenuated_pairwise"} and set(stats["G"]) == {2, 4}
@@ -81,6 +81,6 @@ def test_cli_writes_tables_and_report(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "What the numbers mean" in report and (tmp_path / "out" / "figures" / "ascent.png").stat().st_size > 5000
     path.write_text(yaml.safe_dump(spec | {"estimators": {"nope": {}}}))
-    failed = subprocess.run([sys.executable, "-m", "harness.diagnose", str(path)], cwd=ROOT, capture_output=True,
+    failed = subprocess.run([sys.executable, "-m", "harness.diagnostics", str(path)], cwd=ROOT, capture_output=True,
                             text=True)
     assert failed.returncode != 0 and "unknown estimator 'nope'" in failed.stderr

@@ -12,11 +12,11 @@ import pytest
 
 import rewards
 from harness.config import ModelConfig, RunConfig, TaskConfig
-from harness.evaluate import check_offline_tasks, evaluate_run, pass_at_k, render_task, score_generations
-from harness.model import ensure_warm_start, load_policy
-from harness.scoring import generate_greedy, greedy_accuracy
+from harness.trial.evaluate import check_offline_tasks, evaluate_run, pass_at_k, render_task, score_generations
+from harness.trial.model import ensure_warm_start, load_policy
+from harness.trial.scoring import generate_greedy, greedy_accuracy
 from harness.tasks import load_task, prompt_for
-from harness.train import write_run_config
+from harness.trial.train import write_run_config
 
 CASES = [json.loads(line) for line in
          (Path(__file__).parent / "fixtures" / "answer_cases.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from harness.store import results_frame
+from harness.sweep.store import results_frame
 from reports import build_report
 from reports.stats import bootstrap_ci, mean_ci, paired_comparison
 from reports.tables import headline, paired_table

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from harness.config import ConfigError
-from harness.store import ResultStore
+from harness.sweep.store import ResultStore
 from harness.sweep import optuna_storage, prepare_warm_starts, run_sweep
-from harness.sweep_spec import grid_trials, load_spec
+from harness.sweep.spec import grid_trials, load_spec
 from tests.conftest import ROOT, SMOKE
 
 

@@ -10,10 +10,10 @@ import torch
 from trl import GRPOTrainer
 
 import estimators
-from harness.model import load_policy, load_tokenizer
+from harness.trial.model import load_policy, load_tokenizer
 from harness.tasks import load_task
-from harness.train import grpo_arguments, grpo_dataset, reward_mix, run_trial
-from harness.trl_hooks import EstimatorGRPOTrainer, check_trl_hooks
+from harness.trial.train import grpo_arguments, grpo_dataset, reward_mix, run_trial
+from harness.trial.trl_hooks import EstimatorGRPOTrainer, check_trl_hooks
 from tests.conftest import smoke_config
 
 
@@ -140,7 +140,7 @@ def test_a_non_finite_loss_stops_the_trial(tmp_path):
         return torch.where(torch.arange(rewards.shape[1]) % 2 == 0, value, -value).expand_as(rewards).clone()
 
     from harness.config import EstimatorConfig
-    from harness.train import NonFiniteLoss
+    from harness.trial.train import NonFiniteLoss
 
     config = smoke_config().model_copy(update={"estimator": EstimatorConfig(name="test_only_huge")})
     with pytest.raises(NonFiniteLoss, match=r"(loss|grad_norm) is (nan|inf)"):

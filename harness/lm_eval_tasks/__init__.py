@@ -1,1 +1,1 @@
-"""lm-eval task template and its process_results (rendered into each run directory by harness.evaluate)."""
+"""lm-eval task template and its process_results (rendered into each run directory by harness.trial.evaluate)."""

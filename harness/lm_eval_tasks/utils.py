@@ -1,7 +1,7 @@
 """process_results of the project's lm-eval tasks: the `correctness` reward on each generation, greedy exact match
 of the first generation, and unbiased pass@k over the n generations of a document."""
 
-from harness.evaluate import score_generations
+from harness.trial.evaluate import score_generations
 
 
 def process_results(doc: dict, results: list) -> dict[str, float]:

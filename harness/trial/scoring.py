@@ -1,6 +1,6 @@
 """The project's own held-out scoring: greedy generation on test records, graded by the `correctness` reward.
 
-lm-eval scoring (harness.evaluate) must agree with these numbers on the same generations.
+lm-eval scoring (harness.trial.evaluate) must agree with these numbers on the same generations.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One ablation trial: `python -m harness.train CONFIG.yaml [--out DIR]`.
+"""One ablation trial: `python -m harness.trial.train CONFIG.yaml [--out DIR]`.
 
 Reads a run config, loads the task and the (warm-started) policy, trains with TRL's GRPOTrainer using the configured
 estimator and reward mix, scores the final checkpoint on the test split and writes the run directory:
@@ -27,10 +27,10 @@ from trl import GRPOConfig
 import estimators
 import rewards
 from harness.config import ConfigError, RunConfig, load_run_config
-from harness.model import WARM_START_MARKER, load_policy
-from harness.scoring import greedy_accuracy
+from harness.trial.model import WARM_START_MARKER, load_policy
+from harness.trial.scoring import greedy_accuracy
 from harness.tasks import load_task, prompt_for
-from harness.trl_hooks import EstimatorGRPOTrainer
+from harness.trial.trl_hooks import EstimatorGRPOTrainer
 from rewards.semantic import EmbeddingTableEncoder
 
 transformers_logging.disable_progress_bar()
@@ -71,7 +71,7 @@ def grpo_dataset(records: list[dict[str, str]]) -> Dataset:
 
 
 def write_run_config(config: RunConfig, run_dir: Path) -> None:
-    """The resolved run config as `run_dir/config.yaml` (what harness.evaluate reads back)."""
+    """The resolved run config as `run_dir/config.yaml` (what harness.trial.evaluate reads back)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
@@ -166,7 +166,7 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     evaluation = {"accuracy": scored["accuracy"], "n": scored["n"], "samples": scored["completions"][:5]}
     (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
     if config.eval.lm_eval:
-        from harness.evaluate import evaluate_run
+        from harness.trial.evaluate import evaluate_run
 
         lm_eval_metrics = evaluate_run(out_dir, ["lph_test"], limit=config.eval.n_examples)["metrics"]["lph_test"]
         evaluation["lm_eval_exact_match"] = lm_eval_metrics["exact_match"]
@@ -202,7 +202,7 @@ def final_metrics(metrics_path: Path, last: int = 5) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: train one trial from a run config YAML."""
-    parser = argparse.ArgumentParser(prog="python -m harness.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.trial.train", description=__doc__)
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/single/<config hash>)")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Estimator diagnostics on the exact-gradient testbed: `python -m harness.diagnose sweeps/diagnostics.yaml`.
+"""Estimator diagnostics on the exact-gradient testbed: `python -m harness.diagnostics sweeps/diagnostics.yaml`.
 
 For every estimator, testbed (policy x reward kind) and group size G it draws many policy-gradient estimates and
 reports, against the exact gradient: the cosine of their mean (direction bias), the relative norm error of their
@@ -20,7 +20,7 @@ from pydantic import Field
 
 import estimators
 from harness.config import ConfigError, Strict, read_yaml, validate
-from harness.testbed import Testbed, make_testbed, starting_point
+from harness.diagnostics.testbed import Testbed, make_testbed, starting_point
 
 Start = Literal["confident_wrong", "uniform", "nearly_solved"]
 MAX_CHUNK_ELEMENTS = 2_000_000
@@ -166,7 +166,7 @@ def write_report(root: Path, stats: pd.DataFrame, ascent: pd.DataFrame, spec: Di
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: run the diagnostics of a spec and write its tables and report."""
-    parser = argparse.ArgumentParser(prog="python -m harness.diagnose", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.diagnostics", description=__doc__)
     parser.add_argument("spec", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output directory (default runs/<name>)")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Scoring with lm-evaluation-harness: `python -m harness.evaluate RUN_DIR [--tasks NAMES] [--limit N]`.
+"""Scoring with lm-evaluation-harness: `python -m harness.trial.evaluate RUN_DIR [--tasks NAMES] [--limit N]`.
 
 Scores a run's final checkpoint with `lm_eval.simple_evaluate` and merges the metrics into `RUN_DIR/eval.json`
 under `lm_eval`. Local tasks (offline) are rendered from the shipped template `lm_eval_tasks/gsm8k_format.yaml`:
@@ -22,7 +22,7 @@ from typing import Any
 from rewards.builtin import answers_match
 from rewards.text import extract_final_answer
 
-TEMPLATES = Path(__file__).parent / "lm_eval_tasks"
+TEMPLATES = Path(__file__).parent.parent / "lm_eval_tasks"
 LOCAL_TASKS = ("lph_test", "lph_test_sampled", "lph_gsm8k_local")
 PRESETS = {
     # the paper's benchmarks (companion version arXiv 2605.21235) -> tasks of the installed lm-eval (0.4.13)
@@ -87,7 +87,7 @@ def evaluate_run(run_dir: Path, tasks: list[str], limit: int | None = None, samp
     from lm_eval.tasks import TaskManager
 
     from harness.config import load_run_config
-    from harness.model import load_tokenizer
+    from harness.trial.model import load_tokenizer
     from harness.tasks import load_task
 
     tasks = check_offline_tasks(tasks)
@@ -126,7 +126,7 @@ def evaluate_run(run_dir: Path, tasks: list[str], limit: int | None = None, samp
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: score a run directory's checkpoint with lm-eval."""
-    parser = argparse.ArgumentParser(prog="python -m harness.evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m harness.trial.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--tasks", default="lph_test", help="comma-separated lm-eval tasks or presets")

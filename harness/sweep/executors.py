@@ -4,7 +4,7 @@
 - `submitit-local`: submitit's local executor (one process per trial, like a cluster job);
 - `slurm`: submitit job arrays on a SLURM cluster, resources from the spec, requeued after preemption.
 
-Every executor calls `harness.trial.execute_trial` and reports each finished trial's record to `on_result`.
+Every executor calls `harness.sweep.payload.execute_trial` and reports each finished trial's record to `on_result`.
 A trial whose process dies without a record is reported as failed here.
 """
 
@@ -19,8 +19,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from harness.sweep_spec import ExecutorConfig
-from harness.trial import execute_trial
+from harness.sweep.spec import ExecutorConfig
+from harness.sweep.payload import execute_trial
 
 Payload = dict[str, Any]
 SLURM_MARGIN_MIN = 5

@@ -19,9 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.config import ConfigError
-from harness.executors import run_local, run_submitit
-from harness.store import ResultStore, atomic_write
-from harness.sweep_spec import SweepSpec, Trial, grid_trials, load_spec, make_trial, spec_hash
+from harness.sweep.executors import run_local, run_submitit
+from harness.sweep.store import ResultStore, atomic_write
+from harness.sweep.spec import SweepSpec, Trial, grid_trials, load_spec, make_trial, spec_hash
 
 console = Console(stderr=True)
 RUNS_DIR = Path("runs")
@@ -101,7 +101,7 @@ class Sweep:
 
 def prepare_warm_starts(trials: list[Trial]) -> None:
     """Train each distinct tiny-model warm start once, in the driver, before trials that share it start."""
-    from harness.model import ensure_warm_start
+    from harness.trial.model import ensure_warm_start
 
     seen = set()
     for trial in trials:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
-from harness.store import ResultStore
+from harness.sweep.store import ResultStore
 
 
 class TrialTimeout(Exception):
@@ -36,7 +36,7 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         _limit_threads(payload.get("threads"))
         with _deadline(payload.get("timeout_s")):
-            from harness.train import run_trial
+            from harness.trial.train import run_trial
 
             summary = run_trial(RunConfig.model_validate(payload["config"]), run_dir)
         record |= {"status": "done", "final": summary["final"], "eval": summary["eval"],

@@ -1,0 +1,1 @@
+"""Estimator diagnostics on an exact-gradient testbed (`testbed`, `diagnose`)."""

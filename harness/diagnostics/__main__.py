@@ -1,0 +1,3 @@
+from harness.diagnostics.diagnose import main
+
+main()

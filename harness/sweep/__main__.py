@@ -1,0 +1,3 @@
+from harness.sweep.run import main
+
+main()
