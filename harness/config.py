@@ -27,22 +27,44 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TaskConfig(Strict):
-    """Which task to train and evaluate on."""
+TASK_FAMILIES: dict[str, dict[str, Any]] = {
+    "arithmetic": {"steps": 2, "ops": "+-", "shortcut_share": 0.5},
+    "arithmetic_hard": {"steps": 2, "ops": "+-*", "shortcut_share": 0.0},
+    "multihop": {"steps": 2, "shortcut_share": 0.5},
+    "gsm8k": {"shortcut_share": 0.0},
+}
+"""Each task family's defaults, filled in for keys the config leaves out (see harness/tasks)."""
 
-    name: Literal["arithmetic", "gsm8k"] = "arithmetic"
+
+class TaskConfig(Strict):
+    """Which task to train and evaluate on; keys left out take the family's defaults (`TASK_FAMILIES`)."""
+
+    name: Literal["arithmetic", "arithmetic_hard", "multihop", "gsm8k"] = "arithmetic"
     n_train: int = Field(2000, ge=1)
-    n_test: int = Field(100, ge=1)
-    steps: int = Field(2, ge=1, description="arithmetic: operations per problem")
+    n_test: int = Field(500, ge=1)
+    steps: int = Field(2, ge=1, description="arithmetic: operations per problem; multihop: hops of the chain")
     digits: int = Field(1, ge=1, le=6, description="arithmetic: digits per operand")
-    seed: int = Field(0, description="arithmetic: generator seed (fixed across trials: same data for every trial)")
+    ops: str = Field("+-", pattern=r"^[+\-*]+$", description="arithmetic: operations to draw from")
+    distractors: int = Field(1, ge=0, description="multihop: facts outside the chain")
+    shortcut_share: float = Field(0.0, ge=0.0, le=1.0,
+                                  description="share of warm-start solutions that take the task's shortcut")
+    seed: int = Field(0, description="generator seed (fixed across trials: same data for every trial)")
     path: str | None = Field(None, description="gsm8k: test-split jsonl")
     train_path: str | None = Field(None, description="gsm8k: train-split jsonl")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return TASK_FAMILIES.get(data.get("name", "arithmetic"), {}) | data
+        return data
 
     @model_validator(mode="after")
     def _paths_for_gsm8k(self) -> TaskConfig:
         if self.name == "gsm8k" and (self.path is None or self.train_path is None):
             raise ValueError("task 'gsm8k' needs path (test jsonl) and train_path (train jsonl)")
+        if self.name == "multihop" and self.steps < 2:
+            raise ValueError("task 'multihop' needs steps >= 2 (a chain of at least two hops)")
         return self
 
 
@@ -76,11 +98,14 @@ class EstimatorConfig(BaseModel):
 
 
 class EvalConfig(Strict):
-    """Held-out evaluation after training (greedy decoding on the test split)."""
+    """Held-out evaluation: greedy decoding on the first `n_examples` items of the test split after training (and on
+    the first `curve_examples` every `every_steps` training steps; 0 turns the curve off)."""
 
-    n_examples: int = Field(100, ge=1)
+    n_examples: int = Field(500, ge=1)
     max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(50, ge=1)
+    batch_size: int = Field(100, ge=1)
+    every_steps: int = Field(0, ge=0, description="held-out accuracy curve during training: every N steps")
+    curve_examples: int = Field(100, ge=1, description="test items scored for the curve")
     lm_eval: bool = Field(False, description="also score with lm-evaluation-harness (task lph_test, greedy)")
 
 
@@ -88,7 +113,7 @@ class RunConfig(Strict):
     """One training trial."""
 
     seed: int = 0
-    task: TaskConfig = TaskConfig()
+    task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = ModelConfig()
     estimator: EstimatorConfig = EstimatorConfig()
     rewards: dict[str, float] = Field(default_factory=lambda: {"correctness": 1.0})

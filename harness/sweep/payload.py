@@ -7,10 +7,13 @@ those from the executor's side.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +38,13 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         _limit_threads(payload.get("threads"))
-        with _deadline(payload.get("timeout_s")):
-            from harness.trial.train import run_trial
+        with _deadline(payload.get("timeout_s")), _output_to(None if payload.get("verbose") else run_dir / "trial.log"):
+            from harness.trial.train import run_trial, score_warm_start
 
-            summary = run_trial(RunConfig.model_validate(payload["config"]), run_dir)
+            config = RunConfig.model_validate(payload["config"])
+            record["task"] = config.task.name
+            run = score_warm_start if payload.get("control") == "warm_start" else run_trial
+            summary = run(config, run_dir)
         record |= {"status": "done", "final": summary["final"], "eval": summary["eval"],
                    "train_seconds": summary["train_seconds"], "reward_failures": summary["reward_failures"]}
     except BaseException as error:  # noqa: BLE001  (KeyboardInterrupt too: record it, then re-raise below)
@@ -52,6 +58,26 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
         if record.get("status"):
             store.write_result(trial_id, record)
     return record
+
+
+@contextlib.contextmanager
+def _output_to(log: Path | None) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so libraries' progress bars and warnings
+    too) to `log` while the trial runs; `None` leaves them on the terminal (`--verbose`)."""
+    if log is None:
+        yield
+        return
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as sink:
+        os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
 
 
 def _limit_threads(threads: int | None) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from harness.cli import HelpFormatter
 from rewards.builtin import answers_match
 from rewards.text import extract_final_answer
 
@@ -127,13 +128,13 @@ def evaluate_run(run_dir: Path, tasks: list[str], limit: int | None = None, samp
 def main(argv: list[str] | None = None) -> None:
     """CLI: score a run directory's checkpoint with lm-eval."""
     parser = argparse.ArgumentParser(prog="python -m harness.trial.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--tasks", default="lph_test", help="comma-separated lm-eval tasks or presets")
     parser.add_argument("--limit", type=int, default=None, help="documents per task")
     parser.add_argument("--samples", type=int, default=8, help="samples per document of lph_test_sampled (pass@k)")
     parser.add_argument("--data", type=Path, default=None, help="GSM8K-format jsonl for lph_gsm8k_local")
-    parser.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    parser.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="lm-eval model backend (vllm: GPU)")
     args = parser.parse_args(argv)
     try:
         result = evaluate_run(args.run_dir, args.tasks.split(","), args.limit, args.samples, args.data, args.backend)

@@ -19,7 +19,7 @@ from tokenizers import Tokenizer, decoders, models
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from harness.config import ModelConfig, TaskConfig, stable_hash
-from harness.tasks import Record, load_task, prompt_for
+from harness.tasks import Record, load_task, prompt_for, warm_start_target
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
 WARM_START_MARKER = "warm_start.json"  # written last into a finished warm start; marks the tiny model
@@ -62,7 +62,7 @@ def supervised_batch(records: list[Record], tokenizer: PreTrainedTokenizerFast) 
     rows, labels = [], []
     for record in records:
         prompt = tokenizer(prompt_for(record["question"]), add_special_tokens=False)["input_ids"]
-        target = tokenizer(record["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        target = tokenizer(warm_start_target(record), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         rows.append(prompt + target)
         labels.append([-100] * len(prompt) + target)
     width = max(map(len, rows))

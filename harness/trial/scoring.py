@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 import rewards
-from harness.tasks import Record, prompt_for
+from harness.tasks import Record, item_id, prompt_for
 
 
 def generate_greedy(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
@@ -36,3 +36,18 @@ def greedy_accuracy(model: Any, tokenizer: Any, records: list[Record], max_new_t
                                   batch_size)
     scores = rewards.get("correctness")(None, completions, answer=[r["answer"] for r in records])
     return {"accuracy": sum(scores) / max(len(scores), 1), "completions": completions, "n": len(scores)}
+
+
+def score_items(model: Any, tokenizer: Any, records: list[Record], mix: rewards.RewardMix, max_new_tokens: int,
+                batch_size: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per-item outcomes of greedy completions, `{"item_id", "correct": 0|1, "reward": the mix's weighted reward,
+    "length": completion tokens}` for each record, and the completions. `mix` must have a `correctness` component
+    (as the trainer's mix always has)."""
+    prompts = [prompt_for(r["question"]) for r in records]
+    completions = generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size)
+    totals = mix(prompts, completions, answer=[r["answer"] for r in records])
+    correct = mix.last_components["correctness"]
+    lengths = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
+    items = [{"item_id": item_id(r["question"]), "correct": int(c), "reward": float(t), "length": n}
+             for r, c, t, n in zip(records, correct, totals, lengths)]
+    return items, completions

@@ -26,9 +26,10 @@ from trl import GRPOConfig
 
 import estimators
 import rewards
-from harness.config import ConfigError, RunConfig, load_run_config
+from harness.cli import HelpFormatter
+from harness.config import ConfigError, EvalConfig, RunConfig, load_run_config
 from harness.trial.model import WARM_START_MARKER, load_policy
-from harness.trial.scoring import greedy_accuracy
+from harness.trial.scoring import greedy_accuracy, score_items
 from harness.tasks import load_task, prompt_for
 from harness.trial.trl_hooks import EstimatorGRPOTrainer
 from rewards.semantic import EmbeddingTableEncoder
@@ -87,12 +88,18 @@ def reward_mix(config: RunConfig, policy: Any, tokenizer: Any) -> rewards.Reward
     return rewards.mix(weights, params)
 
 
+WALL_CLOCK_KEYS = ("step_time",)
+"""Keys of TRL's logs that measure wall-clock time: written to timing.jsonl, not metrics.jsonl."""
+
+
 class MetricsWriter(TrainerCallback):
-    """Appends each training log to metrics.jsonl with step seconds, tokens/s and accuracy; stops on a non-finite
+    """Appends each training log to metrics.jsonl (with accuracy) and its wall-clock figures (step seconds,
+    tokens/s) to timing.jsonl, so that metrics.jsonl depends only on the config and seed; stops on a non-finite
     loss or gradient norm."""
 
-    def __init__(self, path: Path, progress: Any) -> None:
-        self.path, self.progress = path, progress
+    def __init__(self, run_dir: Path, progress: Any) -> None:
+        self.metrics_path, self.timing_path = run_dir / "metrics.jsonl", run_dir / "timing.jsonl"
+        self.progress = progress
         self._step_started = time.perf_counter()
         self._tokens_before = 0.0
 
@@ -105,16 +112,49 @@ class MetricsWriter(TrainerCallback):
             return
         seconds = time.perf_counter() - self._step_started
         tokens = float(logs.get("num_tokens", 0.0))
-        row = {"step": state.global_step, **logs, "step_seconds": seconds,
-               "tokens_per_second": (tokens - self._tokens_before) / seconds if seconds > 0 else 0.0,
+        row = {"step": state.global_step, **{k: v for k, v in logs.items() if k not in WALL_CLOCK_KEYS},
                "accuracy": logs.get("rewards/correctness/mean")}
+        timing = {"step": state.global_step, **{k: logs[k] for k in WALL_CLOCK_KEYS if k in logs},
+                  "step_seconds": seconds,
+                  "tokens_per_second": (tokens - self._tokens_before) / seconds if seconds > 0 else 0.0}
         self._tokens_before = tokens
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.metrics_path, row)
+        append_jsonl(self.timing_path, timing)
         self.progress.update(state.global_step, row.get("reward", math.nan))
         for key in ("loss", "grad_norm"):  # an infinite gradient leaves NaN weights behind: stop there too
             if key in logs and not math.isfinite(float(logs[key])):
                 raise NonFiniteLoss(f"{key} is {logs[key]} at step {state.global_step}")
+
+
+class HeldOutCurve(TrainerCallback):
+    """Greedy held-out accuracy on a fixed subset of the test split before training and every `every` steps, one
+    line `{"step", "accuracy", "n"}` each in eval_curve.jsonl (the sample-efficiency curve of the report)."""
+
+    def __init__(self, path: Path, records: list[dict[str, str]], tokenizer: Any, config: EvalConfig) -> None:
+        self.path, self.records, self.tokenizer, self.config = path, records, tokenizer, config
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       model: Any = None, **kw: Any) -> None:
+        if state.global_step == 0:
+            self._score(model, 0)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    model: Any = None, **kw: Any) -> None:
+        if state.global_step % self.config.every_steps == 0:
+            self._score(model, state.global_step)
+
+    def _score(self, model: Any, step: int) -> None:
+        was_training = model.training
+        scored = greedy_accuracy(model, self.tokenizer, self.records, self.config.max_new_tokens,
+                                 self.config.batch_size)
+        model.train(was_training)
+        append_jsonl(self.path, {"step": step, "accuracy": scored["accuracy"], "n": scored["n"]})
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append `row` as one JSON line to `path`."""
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 class Progress:
@@ -137,22 +177,25 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     """Train and evaluate one trial into `out_dir`; returns the summary (also written to summary.json)."""
     started = time.perf_counter()
     write_run_config(config, out_dir)
-    metrics_path = out_dir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
+    for name in ("metrics.jsonl", "timing.jsonl", "eval_curve.jsonl"):
+        (out_dir / name).unlink(missing_ok=True)
 
     splits = load_task(config.task)
     policy, tokenizer, model_dir = load_policy(config.model, config.task)
     mix = reward_mix(config, policy, tokenizer)
-    dataset = grpo_dataset(splits.train)
     args = grpo_arguments(config, out_dir, mix.weights)
     progress = Progress(args.max_steps, f"{config.estimator.name} seed {config.seed}")
+    callbacks: list[TrainerCallback] = [MetricsWriter(out_dir, progress)]
+    if config.eval.every_steps:
+        callbacks.append(HeldOutCurve(out_dir / "eval_curve.jsonl", splits.test[: config.eval.curve_examples],
+                                      tokenizer, config.eval))
     trainer = EstimatorGRPOTrainer(
         model=policy,
         reward_funcs=mix.components,
         args=args,
-        train_dataset=dataset,
+        train_dataset=grpo_dataset(splits.train),
         processing_class=tokenizer,
-        callbacks=[MetricsWriter(metrics_path, progress)],
+        callbacks=callbacks,
         estimator=estimators.get(config.estimator.name, **config.estimator.params),
     )
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl and the progress bar, not stdout
@@ -160,25 +203,54 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
         trainer.train()
     train_seconds = time.perf_counter() - started
     save_checkpoint(trainer, tokenizer, model_dir, out_dir / "checkpoint")
-
-    records = splits.test[: config.eval.n_examples]
-    scored = greedy_accuracy(trainer.model, tokenizer, records, config.eval.max_new_tokens, config.eval.batch_size)
-    evaluation = {"accuracy": scored["accuracy"], "n": scored["n"], "samples": scored["completions"][:5]}
-    (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
+    evaluation = score_held_out(trainer.model, tokenizer, splits.test, mix, config, out_dir)
     if config.eval.lm_eval:
         from harness.trial.evaluate import evaluate_run
 
         lm_eval_metrics = evaluate_run(out_dir, ["lph_test"], limit=config.eval.n_examples)["metrics"]["lph_test"]
         evaluation["lm_eval_exact_match"] = lm_eval_metrics["exact_match"]
-    summary = {
+    return write_summary(out_dir, {
         "config_hash": config.config_hash(),
-        "final": final_metrics(metrics_path),
+        "final": final_metrics(out_dir / "metrics.jsonl"),
         "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - started,
         "model_dir": str(model_dir),
         "reward_failures": {fn.name: fn.failures for fn in mix.components},
-    }
+    })
+
+
+def score_warm_start(config: RunConfig, out_dir: Path) -> dict[str, Any]:
+    """The `warm_start` control: the untrained policy of `config` scored on the same held-out items as its trials
+    (eval.json, eval_items.jsonl, summary.json in `out_dir`); returns the summary."""
+    started = time.perf_counter()
+    write_run_config(config, out_dir)
+    policy, tokenizer, model_dir = load_policy(config.model, config.task)
+    mix = reward_mix(config, policy, tokenizer)
+    evaluation = score_held_out(policy, tokenizer, load_task(config.task).test, mix, config, out_dir)
+    return write_summary(out_dir, {
+        "config_hash": config.config_hash(), "final": {},
+        "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
+        "train_seconds": 0.0, "wall_seconds": time.perf_counter() - started, "model_dir": str(model_dir),
+        "reward_failures": {fn.name: fn.failures for fn in mix.components},
+    })
+
+
+def score_held_out(model: Any, tokenizer: Any, test: list[dict[str, str]], mix: rewards.RewardMix,
+                   config: RunConfig, out_dir: Path) -> dict[str, Any]:
+    """Greedy scoring of the first `eval.n_examples` test items: eval_items.jsonl (one line per item) and eval.json
+    (accuracy = mean correctness, n, the first completions); returns eval.json's content."""
+    items, completions = score_items(model, tokenizer, test[: config.eval.n_examples], mix,
+                                     config.eval.max_new_tokens, config.eval.batch_size)
+    (out_dir / "eval_items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    evaluation = {"accuracy": sum(i["correct"] for i in items) / max(len(items), 1), "n": len(items),
+                  "samples": completions[:5]}
+    (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
+    return evaluation
+
+
+def write_summary(out_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write summary.json and return `summary`."""
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -202,7 +274,8 @@ def final_metrics(metrics_path: Path, last: int = 5) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: train one trial from a run config YAML."""
-    parser = argparse.ArgumentParser(prog="python -m harness.trial.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.trial.train", description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/single/<config hash>)")
     args = parser.parse_args(argv)
