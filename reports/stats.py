@@ -1,4 +1,21 @@
-"""Statistics of the report: confidence intervals over seeds and paired comparisons against the baseline."""
+"""Statistics of the report: intervals over training seeds and eval items, power, Holm adjustment, verdicts.
+
+Model of one outcome matrix Y (S seeds x I items; for an arm Y[s, i] = correct, for a paired comparison the
+difference candidate - baseline on the same seed and item):
+
+    Y[s, i] = mu + a_s + b_i + e_si,   a_s ~ (0, sa2) seeds,  b_i ~ (0, sb2) items,  e_si ~ (0, se2) residual
+
+The target is mu, the mean over the population of training seeds and of eval items. The two-way crossed ANOVA gives
+
+    MS_seed  = I * sum_s (Ybar_s. - Ybar)^2 / (S - 1)                E = se2 + I * sa2
+    MS_item  = S * sum_i (Ybar_.i - Ybar)^2 / (I - 1)                E = se2 + S * sb2
+    MS_resid = sum_si (Y - Ybar_s. - Ybar_.i + Ybar)^2 / ((S-1)(I-1)) E = se2
+
+and Var(Ybar) = sa2/S + sb2/I + se2/(S*I), estimated without bias by MS_seed/(S*I) + max(MS_item - MS_resid, 0)/(S*I)
+(only the item component is truncated at zero). The interval is Ybar +- t_{0.975, df} * SE with df from
+Satterthwaite, floored at S - 1: S - 1 when seeds dominate, large when items do. An S x 1 matrix (one score per
+seed) gives the ordinary t-interval over seeds.
+"""
 
 from __future__ import annotations
 
@@ -9,60 +26,144 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
-BOOTSTRAP_RESAMPLES = 10_000
+ALPHA = 0.05
+POWER = 0.80
+MAX_SEEDS = 1000
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 
 
-def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
-    """(mean, low, high): the t-interval mean +- t_{0.975, n-1} * s / sqrt(n) (NaN bounds for fewer than 2 values)."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean()) if values.size else math.nan
-    if values.size < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
-    return mean, mean - half, mean + half
-
-
-def bootstrap_ci(differences: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the mean of paired differences (resampling pairs, seeded)."""
-    differences = np.asarray(differences, dtype=float)
-    if differences.size < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = differences[rng.integers(0, differences.size, (BOOTSTRAP_RESAMPLES, differences.size))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - CONFIDENCE) / 2, 0.5 + CONFIDENCE / 2])
-    return float(low), float(high)
+Array = float | np.ndarray
 
 
 @dataclass(frozen=True)
-class PairedComparison:
-    """Candidate minus baseline over the seeds both finished."""
+class VarianceComponents:
+    """Mean squares of the two-way seeds x items ANOVA of an S x I matrix (MS_item = MS_resid = 0 when I = 1);
+    arrays when the matrices carry leading batch axes."""
 
-    n: int
-    mean_difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
+    n_seeds: int
+    n_items: int
+    ms_seed: Array
+    ms_item: Array
+    ms_resid: Array
 
     @property
-    def verdict(self) -> str:
-        """"better"/"worse" only when the bootstrap interval excludes zero."""
-        if self.n >= 2 and self.ci_low > 0:
-            return "better"
-        if self.n >= 2 and self.ci_high < 0:
-            return "worse"
-        return f"no detectable difference with {self.n} seeds"
+    def item_variance(self) -> Array:
+        """sb2 = max(MS_item - MS_resid, 0) / S."""
+        return np.maximum(np.subtract(self.ms_item, self.ms_resid), 0.0) / self.n_seeds
+
+    def variance(self, n_seeds: Array | None = None) -> Array:
+        """Var of the grand mean with `n_seeds` seeds (default: the observed count) and the same items:
+        MS_seed / (S' I) + sb2 / I (E[MS_seed] does not depend on the number of seeds)."""
+        s = self.n_seeds if n_seeds is None else n_seeds
+        return self.ms_seed / (s * self.n_items) + self.item_variance / self.n_items
+
+    def df(self, n_seeds: Array | None = None) -> Array:
+        """Satterthwaite df of `variance(n_seeds)`, V^2 / (A^2/(S'-1) + B-part) with A = MS_seed/(S'I) and
+        B-part = (MS_item'/(S'I))^2/(I-1) + (MS_resid/(S'I))^2/((S'-1)(I-1)), MS_item' = MS_resid + S' sb2, when
+        sb2 > 0 (else 0), and never below S' - 1: the estimate is at least A, which has S' - 1 df, while the
+        difference MS_item - MS_resid near zero would drive the formula far below (absurd intervals)."""
+        s = np.asarray(self.n_seeds if n_seeds is None else n_seeds, dtype=float)
+        i = self.n_items
+        denominator = (self.ms_seed / (s * i)) ** 2 / (s - 1)
+        if i > 1:
+            ms_item = self.ms_resid + s * self.item_variance
+            item_part = (ms_item / (s * i)) ** 2 / (i - 1) + (self.ms_resid / (s * i)) ** 2 / ((s - 1) * (i - 1))
+            denominator = denominator + np.where(self.item_variance > 0, item_part, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            satterthwaite = np.where(denominator > 0, self.variance(s) ** 2 / denominator, s - 1)
+        return scalar(np.maximum(satterthwaite, s - 1))
 
 
-def paired_comparison(candidate: np.ndarray, baseline: np.ndarray) -> PairedComparison:
-    """Mean of candidate - baseline, its bootstrap interval and the two-sided paired t-test's p-value
-    (p = 1 when every difference is equal to zero, NaN with fewer than 2 pairs)."""
-    differences = np.asarray(candidate, dtype=float) - np.asarray(baseline, dtype=float)
-    low, high = bootstrap_ci(differences)
-    if differences.size < 2:
-        p_value = math.nan
-    elif np.allclose(differences, differences[0]):
-        p_value = 1.0 if differences[0] == 0 else 0.0
-    else:
-        p_value = float(stats.ttest_rel(candidate, baseline).pvalue)
-    mean = float(differences.mean()) if differences.size else math.nan
-    return PairedComparison(int(differences.size), mean, low, high, p_value)
+def scalar(value: np.ndarray) -> Array:
+    """A 0-d array as a float, other arrays unchanged."""
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def decompose(matrix: np.ndarray) -> VarianceComponents:
+    """The ANOVA mean squares (module docstring) of an S x I matrix with S >= 2, or of each (..., S, I) matrix."""
+    y = np.asarray(matrix, dtype=float)
+    s, i = y.shape[-2:]
+    grand = y.mean(axis=(-2, -1), keepdims=True)
+    seed_means = y.mean(axis=-1, keepdims=True)
+    item_means = y.mean(axis=-2, keepdims=True)
+    ms_seed = scalar(i * ((seed_means - grand) ** 2).sum(axis=(-2, -1)) / (s - 1))
+    if i == 1:
+        return VarianceComponents(s, i, ms_seed, 0.0, 0.0)
+    ms_item = scalar(s * ((item_means - grand) ** 2).sum(axis=(-2, -1)) / (i - 1))
+    ms_resid = scalar(((y - seed_means - item_means + grand) ** 2).sum(axis=(-2, -1)) / ((s - 1) * (i - 1)))
+    return VarianceComponents(s, i, ms_seed, ms_item, ms_resid)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean of an outcome matrix with its 95% interval, the two-sided t-test of mean = 0 and the 80%-power MDE
+    (arrays for a batch of matrices)."""
+
+    n_seeds: int
+    n_items: int
+    mean: Array
+    se: Array
+    df: Array
+    ci_low: Array
+    ci_high: Array
+    p_value: Array
+    mde80: Array
+    components: VarianceComponents | None
+
+    def seeds_to_detect(self, effect: float | None = None) -> int | None:
+        """Fewest seeds (same items) whose MDE80 is <= |effect| (default: the observed mean) for one matrix; None
+        when no count up to MAX_SEEDS suffices (the item sample limits the power) or the effect is zero."""
+        effect = abs(self.mean if effect is None else effect)
+        if self.components is None or not effect > 0:
+            return None
+        seeds = np.arange(2, MAX_SEEDS + 1)
+        enough = np.flatnonzero(mde(self.components, seeds) <= effect)
+        return int(seeds[enough[0]]) if enough.size else None
+
+
+def mde(components: VarianceComponents, n_seeds: Array | None = None) -> Array:
+    """Minimum detectable effect at 80% power, two-sided alpha 0.05: (t_{1-alpha/2, df} + t_{power, df}) * SE."""
+    df = components.df(n_seeds)
+    return scalar((stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * np.sqrt(components.variance(n_seeds)))
+
+
+def estimate(matrix: np.ndarray) -> Estimate:
+    """Mean, SE, Satterthwaite df, t-interval, p-value (t = mean/SE; 1 or 0 when SE = 0) and MDE80 of an S x I
+    matrix, or of each matrix of a (..., S, I) batch; NaN statistics with fewer than 2 seeds."""
+    y = np.asarray(matrix, dtype=float)
+    s, i = y.shape[-2:] if y.ndim >= 2 else (0, 0)
+    mean = scalar(y.mean(axis=(-2, -1))) if y.size else math.nan
+    if s < 2 or i < 1:
+        return Estimate(s, i, mean, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, None)
+    components = decompose(y)
+    se = np.sqrt(components.variance())
+    df = components.df()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_value = np.where(se > 0, 2 * stats.t.sf(np.abs(mean) / se, df), np.where(np.equal(mean, 0), 1.0, 0.0))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
+    return Estimate(s, i, mean, scalar(se), df, scalar(mean - half), scalar(mean + half), scalar(p_value),
+                    mde(components), components)
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values: sorted ascending, p_(k) * (m - k + 1), running maximum, capped at 1.
+    NaN p-values stay NaN and do not count in m."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = order.size
+    scaled = p[order] * (m - np.arange(m))
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+def verdict(ci_low: float, ci_high: float, p_holm: float, margin: float | None,
+            higher_is_better: bool = True, alpha: float = ALPHA) -> str:
+    """better/worse when Holm p < alpha and the interval excludes 0 (sign flipped when lower is better);
+    equivalent when -margin <= ci_low and ci_high <= margin; otherwise inconclusive."""
+    if p_holm < alpha and (ci_low > 0 or ci_high < 0):
+        return "better" if (ci_low > 0) == higher_is_better else "worse"
+    if margin is not None and -margin <= ci_low and ci_high <= margin:
+        return "equivalent"
+    return "inconclusive"

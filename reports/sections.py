@@ -1,0 +1,141 @@
+"""The sections of a sweep report, from an `Analysis`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from reports import figures, tables
+from reports.analysis import Analysis
+from reports.render import Section
+from reports.stats import MAX_SEEDS
+from reports.verdicts import verdict_lines
+
+
+def verdict_section(analysis: Analysis) -> Section:
+    """One sentence per comparison the claims rest on."""
+    margin = analysis.options.equivalence_margin
+    section = Section("Verdict", [
+        f"Held-out accuracy: {analysis.source}. Differences are candidate - baseline on the same seeds (and the "
+        "same items) with 95% intervals over seeds (and items). better/worse: Holm-adjusted p < 0.05 and the "
+        f"interval excludes 0; equivalent: the interval lies inside +-{margin}; otherwise inconclusive, with the "
+        "smallest difference detectable at 80% power and the seeds that would detect the observed one."])
+    section.bullets = verdict_lines(analysis.comparisons, margin)
+    if not section.bullets:
+        section.text.append("No claim comparison could be made: each needs both arms (e.g. group_mean and "
+                            "attenuated_pairwise, or group_mean and warm_start) finished on the same task.")
+    return section
+
+
+def arms_section(analysis: Analysis, out_dir: Path) -> Section:
+    """Each arm's mean held-out accuracy with its interval, table and figure."""
+    section = Section("Held-out accuracy by arm")
+    if analysis.arms.empty:
+        section.text.append("No trial has finished yet.")
+        return section
+    section.text.append(f"{len(analysis.trials)} finished trials of {len(analysis.results)}. Mean with its 95% "
+                        "interval over seeds and items (seeds only where `noise` says so).")
+    section.tables.append(tables.format_frame(analysis.arms, tables.ARM_COLUMNS))
+    section.figures.append(figures.arm_figure(analysis.arms, analysis.trials, out_dir))
+    return section
+
+
+def comparisons_section(analysis: Analysis, out_dir: Path) -> Section:
+    """Every planned comparison: table and forest plot."""
+    section = Section("Paired comparisons")
+    if analysis.comparisons.empty:
+        section.text.append("No comparison: no two arms of the comparison plan finished on the same task.")
+        return section
+    section.text.append(
+        "Every estimator vs group_mean with the same other parameters, group_mean vs warm_start, shuffled vs "
+        "group_mean and semantic density > 0 vs 0, per task. p_holm: Holm's adjustment over this table. mde80: "
+        "smallest difference detectable at 80% power (two-sided 0.05). seeds to detect: seeds (same items) needed "
+        f"to detect the observed difference at 80% power; blank when more than {MAX_SEEDS}.")
+    section.tables.append(tables.format_frame(analysis.comparisons, tables.COMPARISON_COLUMNS))
+    section.figures.append(figures.forest_figure(analysis.comparisons, analysis.options.equivalence_margin, out_dir))
+    return section
+
+
+def efficiency_section(analysis: Analysis, out_dir: Path) -> Section:
+    """Area under the held-out curve and steps to threshold, compared; the held-out curves."""
+    section = Section("Sample efficiency")
+    if analysis.eval_curves.empty:
+        section.text.append("No eval_curve.jsonl in the trial directories: sample efficiency skipped.")
+        return section
+    source = ("configured (report.threshold)" if analysis.options.threshold is not None
+              else "warm-start accuracy + half of the best final gain")
+    limits = ", ".join(f"{task} {value:.3f}" for task, value in analysis.thresholds.items())
+    section.text.append(
+        "auc: held-out accuracy (fixed subset) integrated over training steps / steps, i.e. mean accuracy during "
+        "training. steps: first evaluated step reaching the threshold (censored at the last step; reached: "
+        "candidate/baseline trials that reached it). Paired by seed, intervals over seeds, Holm within each metric; "
+        f"fewer steps is better. Threshold, {source}: {limits}.")
+    if not analysis.efficiency.empty:
+        section.tables.append(tables.format_frame(analysis.efficiency, tables.EFFICIENCY_COLUMNS))
+    section.figures.append(figures.eval_curve_figure(analysis.eval_curves, out_dir))
+    return section
+
+
+def across_section(analysis: Analysis) -> list[Section]:
+    """IQM and probability of improvement across tasks (only when a comparison was made on 2+ tasks)."""
+    if analysis.across.empty:
+        return []
+    section = Section("Across tasks", [
+        "Interquartile mean of per-trial held-out accuracy pooled over tasks and P(candidate > baseline) averaged "
+        "over tasks (Agarwal et al. 2021), 95% stratified-bootstrap intervals (seeds resampled within tasks)."])
+    section.bullets = [f"{r.comparison} on {r.tasks}: P(improvement) = {r.p_improvement:.2f} "
+                       f"[{r.p_improvement_low:.2f}, {r.p_improvement_high:.2f}]; IQM {r.iqm_candidate:.3f} vs "
+                       f"{r.iqm_baseline:.3f}." for r in analysis.across.itertuples()]
+    section.tables.append(tables.format_frame(analysis.across, tables.ACROSS_COLUMNS))
+    return [section]
+
+
+def curves_section(analysis: Analysis, out_dir: Path) -> Section:
+    """Training curves from metrics.jsonl."""
+    section = Section("Training curves")
+    section.figures = figures.curve_figures(analysis.train_curves, out_dir)
+    section.text.append("Per estimator: mean over seeds of each trial's exponential moving average; bands: 95% "
+                        "t-interval over seeds. Rows: reward mix; columns: task." if section.figures
+                        else "No training metrics were found.")
+    return section
+
+
+def optuna_sections(root: Path) -> list[Section]:
+    """Best trial, parameter importances and history of an Optuna sweep (none for grid sweeps)."""
+    spec_file = root / "spec.json"
+    spec = json.loads(spec_file.read_text())["spec"] if spec_file.is_file() else {}
+    if not spec.get("optuna"):
+        return []
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = spec.get("storage") or optuna.storages.JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
+    study = optuna.load_study(study_name=spec["name"], storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    section = Section("Optuna search")
+    if not complete:
+        section.text.append("No Optuna trial has completed.")
+        return [section]
+    best = study.best_trial
+    section.text.append(f"Best trial #{best.number}: objective {best.value:.4f} with {best.params}.")
+    if len(complete) >= 2:
+        importances = optuna.importance.get_param_importances(study)
+        section.tables.append(pd.DataFrame({"parameter": list(importances), "importance": list(importances.values())}))
+    values = pd.DataFrame({"number": [t.number for t in complete], "value": [t.value for t in complete]})
+    best_so_far = values["value"].cummax() if study.direction.name == "MAXIMIZE" else values["value"].cummin()
+    section.figures.append(figures.optuna_history_figure(values.assign(best=best_so_far), root / "figures"))
+    return [section]
+
+
+def failures_section(results: pd.DataFrame) -> Section:
+    """Failed trials with the first line of their error."""
+    section = Section("Failed trials")
+    failed = tables.failed_trials(results)
+    if failed.empty:
+        section.text.append("None.")
+    else:
+        section.text.append(f"{len(failed)} trial(s) failed; their tracebacks are in each trial's result.json.")
+        section.tables.append(tables.format_frame(failed))
+    return section

@@ -1,0 +1,164 @@
+"""reports.stats: the seeds x items interval against independent computations, its coverage in simulated sweeps,
+power, Holm's adjustment and the verdict rules at their boundaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from reports.aggregate import iqm, probability_of_improvement
+from reports.stats import estimate, holm, verdict
+
+SIMULATIONS = 4000
+N_ITEMS = 150
+EFFECT = 0.05
+
+
+def satterthwaite_by_hand(y: np.ndarray) -> tuple[float, float, float]:
+    """Independent computation (statsmodels OLS ANOVA y ~ C(seed) + C(item)): (mean, SE, df) of the grand mean
+    with Var = MS_seed/(SI) + (MS_item - MS_resid)/(SI)."""
+    sm = pytest.importorskip("statsmodels.formula.api")
+    anova_lm = pytest.importorskip("statsmodels.stats.anova").anova_lm
+    s, i = y.shape
+    frame = pd.DataFrame({"y": y.ravel(), "seed": np.repeat(np.arange(s), i), "item": np.tile(np.arange(i), s)})
+    table = anova_lm(sm.ols("y ~ C(seed) + C(item)", frame).fit())
+    ms = table["sum_sq"] / table["df"]
+    ms_seed, ms_item, ms_resid = ms["C(seed)"], ms["C(item)"], ms["Residual"]
+    assert ms_item > ms_resid  # the fixture has item variance: no truncation
+    a, b, c = ms_seed / (s * i), ms_item / (s * i), ms_resid / (s * i)
+    variance = a + b - c
+    df = variance**2 / (a**2 / (s - 1) + b**2 / (i - 1) + c**2 / ((s - 1) * (i - 1)))
+    return float(y.mean()), float(np.sqrt(variance)), float(df)
+
+
+def test_two_way_interval_matches_an_anova_by_statsmodels():
+    rng = np.random.default_rng(3)
+    p = 0.5 + rng.normal(0, 0.05, (4, 1)) + rng.uniform(-0.3, 0.3, (1, 60))
+    y = (rng.random((4, 60)) < p).astype(float)
+    mean, se, df = satterthwaite_by_hand(y)
+    result = estimate(y)
+    assert (result.mean, result.se, result.df) == pytest.approx((mean, se, df), rel=1e-9)
+    half = stats.t.ppf(0.975, df) * se
+    assert (result.ci_low, result.ci_high) == pytest.approx((mean - half, mean + half))
+    assert result.p_value == pytest.approx(2 * stats.t.sf(mean / se, df))
+    assert result.mde80 == pytest.approx((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se)
+
+
+def test_one_score_per_seed_is_the_paired_t_test():
+    candidate, baseline = np.array([0.52, 0.61, 0.55, 0.66]), np.array([0.45, 0.53, 0.51, 0.59])
+    result = estimate((candidate - baseline)[:, None])
+    test = stats.ttest_rel(candidate, baseline)
+    interval = test.confidence_interval(0.95)
+    assert result.p_value == pytest.approx(test.pvalue) and result.df == 3
+    assert (result.ci_low, result.ci_high) == pytest.approx((interval.low, interval.high))
+
+
+def test_df_never_below_the_seed_count_when_items_add_nothing():
+    """Paired 0/1 differences without any item effect: MS_item ~ MS_resid, so Satterthwaite's formula would give
+    df < 1 and an interval many times too wide; the floor keeps df >= S - 1."""
+    rng = np.random.default_rng(2)
+    y = (rng.random((5, 200)) < 0.5).astype(float) - (rng.random((5, 200)) < 0.5)
+    result = estimate(y)
+    assert result.df >= 4
+    assert result.ci_high - result.ci_low <= 2 * stats.t.ppf(0.975, 4) * result.se + 1e-12
+
+
+def test_degenerate_matrices():
+    assert np.isnan(estimate(np.ones((1, 10))).ci_low)  # one seed: no interval
+    same = estimate(np.zeros((3, 10)))
+    assert (same.ci_low, same.ci_high, same.p_value) == (0.0, 0.0, 1.0)
+    assert same.seeds_to_detect() is None
+
+
+def simulate(n_seeds: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """SIMULATIONS sweeps of one task: candidate and baseline per-item 0/1 outcomes on the same N_ITEMS items
+    (drawn afresh per sweep) and seeds. P(correct) = 0.5 + shared seed effect (sd 0.03) + arm seed effect (sd 0.02)
+    + item effect (uniform, sd 0.12) + candidate x item effect (uniform, sd 0.02) + EFFECT for the candidate.
+    Returns (baseline, candidate, true baseline mean, true difference)."""
+    shape = (SIMULATIONS, n_seeds, N_ITEMS)
+    half_width = np.sqrt(3)  # uniform(-w, w) has sd w / sqrt(3)
+    item = rng.uniform(-half_width, half_width, (SIMULATIONS, 1, N_ITEMS)) * 0.12
+    interaction = rng.uniform(-half_width, half_width, (SIMULATIONS, 1, N_ITEMS)) * 0.02
+    shared = rng.normal(0, 0.03, (SIMULATIONS, n_seeds, 1))
+    p_base = 0.5 + shared + rng.normal(0, 0.02, (SIMULATIONS, n_seeds, 1)) + item
+    p_cand = 0.5 + EFFECT + shared + rng.normal(0, 0.02, (SIMULATIONS, n_seeds, 1)) + item + interaction
+    assert p_base.min() > 0 and p_cand.max() < 1  # the additive model holds exactly: E[y] = p
+    return (rng.random(shape) < p_base).astype(float), (rng.random(shape) < p_cand).astype(float), 0.5, EFFECT
+
+
+@pytest.mark.parametrize("n_seeds", [3, 5, 10])
+def test_interval_coverage_in_simulated_sweeps(n_seeds):
+    """The 95% intervals of the arm mean and of the paired difference cover the truth 93-97% of the time."""
+    baseline, candidate, mean, effect = simulate(n_seeds, np.random.default_rng(n_seeds))
+    arm, paired = estimate(baseline), estimate(candidate - baseline)
+    arm_coverage = np.mean((arm.ci_low <= mean) & (mean <= arm.ci_high))
+    paired_coverage = np.mean((paired.ci_low <= effect) & (effect <= paired.ci_high))
+    print(f"seeds {n_seeds}: arm mean coverage {arm_coverage:.3f}, paired difference coverage {paired_coverage:.3f}")
+    assert 0.93 <= arm_coverage <= 0.97
+    assert 0.93 <= paired_coverage <= 0.97
+
+
+def test_mde80_is_the_effect_detected_four_times_in_five():
+    """Sweeps whose true difference is the MDE80 of their design (true SE, typical df) reject H0 75-85% of the
+    time; a pilot's MDE80 is reached with its own seed count and not with fewer."""
+    baseline, candidate, _, _ = simulate(5, np.random.default_rng(11))
+    null = candidate - baseline - EFFECT  # the same outcomes with the difference shifted to 0 (a location model)
+    result = estimate(null)
+    df, true_se = np.median(result.df), np.std(result.mean)
+    design_mde = (stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * true_se
+    rejections = np.mean(estimate(null + design_mde).p_value < 0.05)
+    print(f"rejection rate at the MDE80: {rejections:.3f}")
+    assert 0.75 <= rejections <= 0.85
+    pilot = estimate(null[0])
+    assert pilot.seeds_to_detect(pilot.mde80 * 1.001) <= 5 < pilot.seeds_to_detect(pilot.mde80 * 0.95)
+
+
+def test_seeds_to_detect_is_limited_by_the_items():
+    """With items fixed, the SE has a floor sqrt(item variance / I): effects below it need more than MAX_SEEDS."""
+    rng = np.random.default_rng(5)
+    y = rng.normal(0, 1, (4, 30)) + rng.normal(0, 3, (1, 30))
+    result = estimate(y)
+    floor = np.sqrt(result.components.item_variance / 30)
+    assert result.seeds_to_detect(2 * floor) is None
+    assert result.seeds_to_detect(10 * floor) is not None
+
+
+def test_holm_matches_statsmodels_and_a_hand_example():
+    # hand example: sorted p (0.01, 0.02, 0.03, 0.04) -> (0.04, 0.06, 0.06, 0.06), then back in input order
+    assert holm(np.array([0.04, 0.01, 0.03, 0.02])) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm(np.array([0.5, np.nan, 0.01])) == pytest.approx([0.5, np.nan, 0.02], nan_ok=True)
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    p = np.random.default_rng(0).uniform(0, 0.2, 25) ** 2
+    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+
+
+@pytest.mark.parametrize("low, high, p_holm, expected", [
+    (0.001, 0.05, 0.049, "better"),
+    (0.001, 0.05, 0.05, "inconclusive"),      # Holm p must be below 0.05
+    (0.0, 0.05, 0.01, "inconclusive"),        # the interval must exclude 0
+    (-0.05, -0.001, 0.01, "worse"),
+    (-0.02, 0.02, 0.5, "equivalent"),         # inside +-margin, bounds included
+    (-0.0201, 0.01, 0.5, "inconclusive"),
+    (-0.01, 0.0201, 0.5, "inconclusive"),
+    (0.005, 0.015, 0.001, "better"),          # a detected difference smaller than the margin is still better
+    (np.nan, np.nan, np.nan, "inconclusive"),
+])
+def test_verdict_boundaries(low, high, p_holm, expected):
+    assert verdict(low, high, p_holm, 0.02) == expected
+
+
+def test_verdict_when_lower_is_better_and_without_margin():
+    assert verdict(-5.0, -1.0, 0.01, None, higher_is_better=False) == "better"
+    assert verdict(1.0, 5.0, 0.01, None, higher_is_better=False) == "worse"
+    assert verdict(-0.001, 0.001, 0.9, None) == "inconclusive"
+
+
+def test_iqm_and_probability_of_improvement_by_hand():
+    scores = np.array([0.1, 0.9, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])  # sorted: drop 0.1, 0.2 and 0.7, 0.9
+    assert iqm(scores) == pytest.approx(np.mean([0.3, 0.4, 0.5, 0.6]))
+    x, y = [np.array([0.5, 0.7]), np.array([0.1])], [np.array([0.5, 0.6, 0.2]), np.array([0.3])]
+    pairs = [(a, b) for a in x[0] for b in y[0]]
+    task_one = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
+    assert probability_of_improvement(x, y) == pytest.approx((task_one + 0.0) / 2)
