@@ -8,9 +8,12 @@
     @estimators.register("my_estimator")
     def my_estimator(rewards, seq_logprobs, lengths, mask, *, my_param: float = 1.0) -> torch.Tensor: ...
 
-A registered function receives validated tensors (`mask` always given, `seq_logprobs`/`lengths` given when the
-estimator was registered with `needs_logprobs=True`) and its configuration as keyword-only parameters. The
-`Estimator` returned by `get` checks shapes and dtypes, runs without autograd and zeroes masked entries.
+A registered function receives validated tensors with masked entries zeroed (`mask` always given; `seq_logprobs` and
+`lengths` when the estimator was registered with `needs_logprobs=True`, `lengths` alone with `needs_lengths=True`) and
+its configuration as keyword-only parameters. `batch_dependent=True` declares that an advantage depends on other groups of the batch
+(whitening, batch-level coefficients): the caller must then pass the whole batch in one call (the trainer gathers it
+across processes first). The `Estimator` returned by `get` exposes these flags, checks shapes and dtypes, runs without
+autograd and zeroes masked entries.
 """
 
 from __future__ import annotations
@@ -27,9 +30,17 @@ EstimatorFn = Callable[..., torch.Tensor]
 _REGISTRY: Registry[EstimatorFn] = Registry("estimator")
 
 
-def register(name: str, *, needs_logprobs: bool = False) -> Callable[[EstimatorFn], EstimatorFn]:
-    """Decorator registering an advantage estimator under `name` (a clash raises `ValueError`)."""
-    return _REGISTRY.register(name, needs_logprobs=needs_logprobs)
+def register(
+    name: str, *, needs_logprobs: bool = False, needs_lengths: bool = False, batch_dependent: bool = False
+) -> Callable[[EstimatorFn], EstimatorFn]:
+    """Decorator registering an advantage estimator under `name` (a clash raises `ValueError`).
+
+    `needs_logprobs`: reads `seq_logprobs` and `lengths`; `needs_lengths`: reads `lengths` only; `batch_dependent`:
+    advantages depend on the whole batch, not only on their own group."""
+    return _REGISTRY.register(
+        name, needs_logprobs=needs_logprobs, needs_lengths=needs_logprobs or needs_lengths,
+        batch_dependent=batch_dependent,
+    )
 
 
 def available() -> list[str]:
@@ -45,16 +56,22 @@ def parameters(name: str) -> dict[str, Any]:
 def get(name: str, **params: Any) -> Estimator:
     """The estimator `name` configured by `params` (unknown names or parameters raise `ValueError`)."""
     resolved = _REGISTRY.bind(name, **params)
-    return Estimator(name, resolved, bool(_REGISTRY.metadata(name)["needs_logprobs"]))
+    flags = _REGISTRY.metadata(name)
+    return Estimator(name, resolved, flags["needs_logprobs"], flags["needs_lengths"], flags["batch_dependent"])
 
 
 @dataclass(frozen=True)
 class Estimator:
-    """A configured estimator: `est(rewards, seq_logprobs=..., lengths=..., mask=...) -> advantages [B, G]`."""
+    """A configured estimator: `est(rewards, seq_logprobs=..., lengths=..., mask=...) -> advantages [B, G]`.
+
+    `needs_logprobs` / `needs_lengths`: which of `seq_logprobs` and `lengths` must be given (`needs_logprobs` implies
+    `needs_lengths`); `batch_dependent`: call it once on the whole (gathered) batch, never on parts of it."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     needs_logprobs: bool = False
+    needs_lengths: bool = False
+    batch_dependent: bool = False
 
     def __call__(
         self,
@@ -78,15 +95,22 @@ class Estimator:
                     "log-probs under the sampling policy and their token counts)"
                 )
             _check_tensor("seq_logprobs", seq_logprobs, rewards.shape)
+            seq_logprobs = _zero_masked(seq_logprobs.to(rewards.dtype), mask)
+        if self.needs_lengths:
+            if lengths is None:
+                raise ValueError(f"estimator {self.name!r} needs lengths (the completions' token counts)")
             _check_tensor("lengths", lengths, rewards.shape)
-            seq_logprobs = seq_logprobs.to(rewards.dtype)
-            lengths = lengths.to(rewards.dtype)
+            lengths = _zero_masked(lengths.to(rewards.dtype), mask)
         fn = _REGISTRY.function(self.name)
         with torch.no_grad():
-            safe_rewards = torch.where(mask, rewards, torch.zeros_like(rewards))
-            advantages = fn(safe_rewards, seq_logprobs, lengths, mask, **self.params)
+            advantages = fn(_zero_masked(rewards, mask), seq_logprobs, lengths, mask, **self.params)
             advantages = torch.nan_to_num(advantages, nan=0.0, posinf=0.0, neginf=0.0)
-            return torch.where(mask, advantages, torch.zeros_like(advantages)).to(rewards.dtype).detach()
+            return _zero_masked(advantages, mask).to(rewards.dtype)
+
+
+def _zero_masked(tensor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`tensor` with masked entries set to 0 (whatever they held: padding, NaN, inf), detached."""
+    return torch.where(mask, tensor.detach(), 0.0)
 
 
 def _check_tensor(name: str, tensor: Any, shape: torch.Size | None) -> None:
@@ -99,4 +123,4 @@ def _check_tensor(name: str, tensor: Any, shape: torch.Size | None) -> None:
         raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {tuple(shape)} like rewards")
 
 
-from estimators import baselines, pairwise  # noqa: E402,F401  (registers the built-in estimators)
+from estimators import baselines, controls, pairwise, peers  # noqa: E402,F401  (registers the built-in estimators)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -11,6 +12,8 @@ Normalize = Literal["g-1", "none"]
 
 STD_EPS = 1e-4
 """Added to the std before dividing, exactly as TRL's GRPOTrainer does (`advantages / (std + 1e-4)`)."""
+PAIR_BLOCK = 1 << 17
+"""Pair entries (rows x G x G) per block of `in_row_blocks` on CPU: 512 KiB per float32 temporary."""
 
 
 def group_size(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -68,3 +71,14 @@ def preference_logits(differences: torch.Tensor, scores: torch.Tensor, beta: flo
     policy's confidence in the preference that the rewards establish (a the better completion); shape [B, G, G]."""
     scaled = beta * scores
     return (scaled.unsqueeze(-1) - scaled.unsqueeze(-2)).mul_(torch.sign(differences))
+
+
+def in_row_blocks(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+    """fn(*tensors) for a row-wise fn of [B, G] tensors, computed on blocks of rows holding at most `PAIR_BLOCK`
+    pairs each when on CPU, so that fn's [rows, G, G] temporaries stay in cache (2x faster at B = 1024, G = 64 on
+    this project's CPU); one block on other devices, where more kernel launches would cost more."""
+    batch, group = tensors[0].shape
+    rows = max(1, PAIR_BLOCK // group**2) if tensors[0].device.type == "cpu" else batch
+    if rows >= batch:
+        return fn(*tensors)
+    return torch.cat([fn(*(t[start : start + rows] for t in tensors)) for start in range(0, batch, rows)])

@@ -8,6 +8,7 @@ order a > b. Pairs the policy already orders correctly with high confidence get 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Literal
 
 import torch
@@ -18,6 +19,7 @@ from estimators.ops import (
     Normalize,
     Scale,
     apply_scale,
+    in_row_blocks,
     normalize_pairs,
     pair_differences,
     policy_scores,
@@ -25,15 +27,7 @@ from estimators.ops import (
 )
 
 Attenuation = Literal["ranknet", "log", "none"]
-
-
-def pair_weights(logits: torch.Tensor, attenuation: Attenuation) -> torch.Tensor:
-    """w_ab from z = logit of P_ab (overwrites z): `"ranknet"` 1 - P_ab = sigmoid(-z); `"log"` -log P_ab = softplus(-z); `"none"` 1."""
-    if attenuation == "ranknet":
-        return logits.neg_().sigmoid_()
-    if attenuation == "log":
-        return F.softplus(logits.neg_())
-    return torch.ones_like(logits)
+Magnitude = Literal["reward", "sign"]
 
 
 @register("attenuated_pairwise", needs_logprobs=True)
@@ -46,18 +40,48 @@ def attenuated_pairwise_advantage(
     beta: float = 1.0,
     score: Literal["mean", "sum"] = "mean",
     attenuation: Attenuation = "ranknet",
+    magnitude: Magnitude = "reward",
     normalize: Normalize = "g-1",
     scale: Scale = "none",
 ) -> torch.Tensor:
-    """LambdaPO: A_i = sum_j (r_i - r_j) * w_ij / (n - 1) (`normalize="g-1"`), w_ij = 1 - P_ab (`"ranknet"`),
-    -log P_ab (`"log"`) or 1 (`"none"`, the plain pairwise sum), P_ab = sigmoid(beta * (s_a - s_b)) for the
-    reward-preferred order a > b of the pair. w is symmetric, so the advantages of a group sum to zero."""
+    """LambdaPO: A_i = sum_j D_ij * w_ij / (n - 1) (`normalize="g-1"`) with D_ij = r_i - r_j (`magnitude="reward"`)
+    or sign(r_i - r_j) (`"sign"`: reward magnitudes dropped), w_ij = 1 - P_ab (`attenuation="ranknet"`), -log P_ab
+    (`"log"`) or 1 (`"none"`: the plain pairwise sum), P_ab = sigmoid(beta * (s_a - s_b)) for the reward-preferred
+    order a > b of the pair. w is symmetric, so the advantages of a group sum to zero."""
     scores = policy_scores(seq_logprobs, lengths, score)
-    differences = pair_differences(rewards, mask)
-    if attenuation != "none":
-        differences.mul_(pair_weights(preference_logits(differences, scores, beta), attenuation))
-    summed = differences.sum(dim=-1)
+    weighted = partial(weighted_pair_sums, beta=beta, attenuation=attenuation, magnitude=magnitude)
+    summed = in_row_blocks(weighted, rewards, scores, mask)
     return apply_scale(normalize_pairs(summed, mask, normalize), rewards, mask, scale)
+
+
+def weighted_pair_sums(
+    rewards: torch.Tensor,
+    scores: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    beta: float,
+    attenuation: Attenuation,
+    magnitude: Magnitude,
+) -> torch.Tensor:
+    """sum_j D_ij * w_ij of `attenuated_pairwise_advantage` (before normalisation and scaling), shape [B, G]."""
+    pairs = pair_differences(rewards, mask)
+    if magnitude == "sign":
+        pairs.sign_()
+    if attenuation == "ranknet":
+        return ranknet_weighted_sum(pairs, scores, beta)
+    if attenuation == "log":
+        return (pairs * F.softplus(preference_logits(pairs, scores, beta).neg_())).sum(dim=-1)  # w = -log P_ab
+    return pairs.sum(dim=-1)
+
+
+def ranknet_weighted_sum(pairs: torch.Tensor, scores: torch.Tensor, beta: float) -> torch.Tensor:
+    """sum_j D_ij (1 - P_ab), shape [B, G], for pair values D [B, G, G] whose sign says which of i, j is the better
+    one, a (D is overwritten; masked partners must be zero). With P_ij = sigmoid(beta (s_i - s_j)), whichever is
+    better, D_ij (1 - P_ab) = D_ij / 2 - |D_ij| (P_ij - 1/2): one sigmoid per pair and no sign."""
+    half_sums = pairs.sum(dim=-1).div_(2)
+    scaled = beta * scores
+    centred = (scaled.unsqueeze(-1) - scaled.unsqueeze(-2)).sigmoid_().sub_(0.5)
+    return half_sums.sub_(centred.mul_(pairs.abs_()).sum(dim=-1))
 
 
 @register("lambdarank", needs_logprobs=True)
@@ -84,9 +108,8 @@ def lambdarank_advantage(
         discounts.unsqueeze(-1) - discounts.unsqueeze(-2)
     ).abs()
     delta_ndcg = torch.where(idcg.unsqueeze(-1) > 0, delta_ndcg / idcg.unsqueeze(-1).clamp(min=1e-12), 0)
-    differences = pair_differences(rewards, mask)
-    weights = pair_weights(preference_logits(differences, scores, beta), "ranknet")
-    summed = (torch.sign(differences) * delta_ndcg * weights).sum(dim=-1)
+    signed = pair_differences(rewards, mask).sign_().mul_(delta_ndcg)
+    summed = ranknet_weighted_sum(signed, scores, beta)
     return apply_scale(normalize_pairs(summed, mask, normalize), rewards, mask, scale)
 
 

@@ -11,7 +11,8 @@ from trl.trainer.utils import nanstd
 import estimators
 
 ALL = estimators.available()
-ANTISYMMETRIC = ["group_mean", "rloo", "pairwise_sum", "attenuated_pairwise", "lambdarank"]
+DETERMINISTIC = [name for name in ALL if name != "shuffled"]  # shuffled draws a random permutation per call
+ANTISYMMETRIC = ["group_mean", "rloo", "pairwise_sum", "attenuated_pairwise", "lambdarank", "shuffled"]
 
 
 def random_batch(seed: int, b: int = 7, g: int = 6, ragged: bool = True, binary: bool = False):
@@ -31,7 +32,12 @@ def call(name: str, batch, **params) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- double-loop references (one group, plain Python)
-def ref_pairwise(r, s, attenuation="ranknet", beta=1.0, lambdarank=False):
+def sigmoid(x):
+    """Logistic function without overflow for any finite x."""
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def ref_pairwise(r, s, attenuation="ranknet", beta=1.0, lambdarank=False, magnitude="reward"):
     g = len(r)
     order = sorted(range(g), key=lambda i: (-s[i], i))
     rank = {i: k + 1 for k, i in enumerate(order)}
@@ -44,14 +50,14 @@ def ref_pairwise(r, s, attenuation="ranknet", beta=1.0, lambdarank=False):
             if r[i] == r[j]:
                 continue
             a, b = (i, j) if r[i] > r[j] else (j, i)
-            p_ab = 1 / (1 + math.exp(-beta * (s[a] - s[b])))
-            w = {"ranknet": 1 - p_ab, "log": -math.log(p_ab), "none": 1.0}[attenuation]
+            p_ab = sigmoid(beta * (s[a] - s[b]))
+            w = 1 - p_ab if attenuation == "ranknet" else -math.log(p_ab) if attenuation == "log" else 1.0
             if lambdarank:
                 d = lambda k: 1 / math.log2(1 + k)  # noqa: E731
                 delta = abs(gains[i] - gains[j]) * abs(d(rank[i]) - d(rank[j])) / idcg if idcg > 0 else 0.0
                 total += math.copysign(1.0, r[i] - r[j]) * delta * (1 - p_ab)
             else:
-                total += (r[i] - r[j]) * w
+                total += (r[i] - r[j] if magnitude == "reward" else math.copysign(1.0, r[i] - r[j])) * w
         out.append(total / max(g - 1, 1))
     return out
 
@@ -74,13 +80,14 @@ def per_group_reference(name: str, batch, **params) -> torch.Tensor:
     for b in range(rewards.shape[0]):
         idx = [i for i in range(rewards.shape[1]) if mask[b, i]]
         r = [rewards[b, i].item() for i in idx]
-        s = [(lp[b, i] / n[b, i]).item() for i in idx]
+        s = [(lp[b, i] / (n[b, i] if params.get("score", "mean") == "mean" else 1)).item() for i in idx]
         if name == "group_mean":
             vals = ref_group_mean(r, params.get("scale", "group"))
         elif name in ("rloo", "pairwise_sum"):
             vals = ref_rloo(r)
         elif name == "attenuated_pairwise":
-            vals = ref_pairwise(r, s, params.get("attenuation", "ranknet"), params.get("beta", 1.0))
+            vals = ref_pairwise(r, s, params.get("attenuation", "ranknet"), params.get("beta", 1.0),
+                                magnitude=params.get("magnitude", "reward"))
         else:
             vals = ref_pairwise(r, s, beta=params.get("beta", 1.0), lambdarank=True)
         for i, v in zip(idx, vals):
@@ -98,6 +105,10 @@ def per_group_reference(name: str, batch, **params) -> torch.Tensor:
         ("attenuated_pairwise", {}),
         ("attenuated_pairwise", {"attenuation": "log", "beta": 2.5}),
         ("attenuated_pairwise", {"attenuation": "none"}),
+        ("attenuated_pairwise", {"magnitude": "sign"}),
+        ("attenuated_pairwise", {"magnitude": "sign", "attenuation": "log", "score": "sum", "beta": 0.2}),
+        ("attenuated_pairwise", {"magnitude": "sign", "attenuation": "none"}),
+        ("attenuated_pairwise", {"score": "sum", "beta": 0.7}),
         ("lambdarank", {}),
         ("lambdarank", {"beta": 0.3}),
     ],
@@ -121,7 +132,7 @@ def test_shift_invariance(name):
     torch.testing.assert_close(call(name, (rewards + 3.7, lp, n, mask)), call(name, (rewards, lp, n, mask)))
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", DETERMINISTIC)
 def test_permutation_equivariance(name):
     rewards, lp, n, mask = random_batch(3, ragged=False)
     perm = torch.randperm(rewards.shape[1], generator=torch.Generator().manual_seed(0))
@@ -129,12 +140,12 @@ def test_permutation_equivariance(name):
     torch.testing.assert_close(permuted, call(name, (rewards, lp, n, mask))[:, perm])
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", DETERMINISTIC)
 def test_padded_group_equals_unpadded_group(name):
     rewards, lp, n, _ = random_batch(4, b=1, g=5, ragged=False)
     pad = lambda t, v: torch.cat([t, torch.full((1, 3), v, dtype=t.dtype)], dim=1)  # noqa: E731
     mask = torch.tensor([[True] * 5 + [False] * 3])
-    padded = call(name, (pad(rewards, 9.0), pad(lp, -1.0), pad(n, 4.0), mask))
+    padded = call(name, (pad(rewards, math.nan), pad(lp, -math.inf), pad(n, math.inf), mask))  # padding never leaks
     torch.testing.assert_close(padded[:, :5], call(name, (rewards, lp, n, None)))
     assert torch.all(padded[:, 5:] == 0)
 
@@ -149,6 +160,81 @@ def test_identities_between_estimators():
     torch.testing.assert_close(call("attenuated_pairwise", batch, attenuation="none"), call("pairwise_sum", batch))
     torch.testing.assert_close(call("attenuated_pairwise", batch, beta=0.0), 0.5 * call("pairwise_sum", batch))
     torch.testing.assert_close(call("group_mean", batch, scale="none"), centred)
+
+
+def test_sign_magnitude_equals_reward_magnitude_for_binary_rewards_and_differs_for_graded():
+    binary = random_batch(8, binary=True)
+    signs = call("attenuated_pairwise", binary, magnitude="sign")
+    torch.testing.assert_close(signs, call("attenuated_pairwise", binary))
+    graded = random_batch(8)
+    assert not torch.allclose(call("attenuated_pairwise", graded, magnitude="sign"),
+                              call("attenuated_pairwise", graded))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("spread", [3.0, 300.0, 3000.0])
+def test_attenuated_pairwise_stays_exact_for_far_apart_scores(dtype, spread):
+    """Summed log-probs hundreds of nats apart (long completions): no overflow, against the double loop with a
+    stable sigmoid."""
+    rewards, lp, n, mask = random_batch(9)
+    lp = lp * spread / 10
+    batch = (rewards.to(dtype), lp.to(dtype), n.to(dtype), mask)
+    for params in ({"score": "sum"}, {"score": "sum", "magnitude": "sign", "beta": 0.5}):
+        got = call("attenuated_pairwise", batch, **params)
+        assert got.dtype == dtype
+        torch.testing.assert_close(got, per_group_reference("attenuated_pairwise", batch, **params).to(dtype))
+
+
+@pytest.mark.parametrize("params", [{}, {"attenuation": "log", "magnitude": "sign", "score": "sum"}])
+def test_attenuated_pairwise_in_row_blocks_equals_the_double_loop(monkeypatch, params):
+    """CPU blocks of rows (here 2 groups of 6 per block, the last one short) give the same advantages."""
+    monkeypatch.setattr(estimators.ops, "PAIR_BLOCK", 2 * 36)
+    batch = random_batch(13)
+    torch.testing.assert_close(call("attenuated_pairwise", batch, **params),
+                               per_group_reference("attenuated_pairwise", batch, **params))
+
+
+def sorted_valid(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The valid advantages of each group in ascending order, then +inf for the masked entries."""
+    return torch.where(mask, advantages, math.inf).sort(dim=-1).values
+
+
+@pytest.mark.parametrize("scale", ["group", "none"])
+def test_shuffled_permutes_group_mean_within_valid_entries(scale):
+    batch = random_batch(11, b=40)
+    mask = batch[3]
+    torch.manual_seed(0)
+    shuffled = call("shuffled", batch, scale=scale)
+    reference = call("group_mean", batch, scale=scale)
+    torch.testing.assert_close(sorted_valid(shuffled, mask), sorted_valid(reference, mask))
+    assert torch.all(shuffled[~mask] == 0)
+    assert shuffled.sum(dim=-1).abs().max() < 1e-9
+    assert not torch.allclose(shuffled, reference)
+
+
+def test_shuffled_is_reproducible_under_a_seed_and_otherwise_random():
+    batch = random_batch(12, b=40)
+    torch.manual_seed(3)
+    first = call("shuffled", batch)
+    second = call("shuffled", batch)
+    torch.manual_seed(3)
+    torch.testing.assert_close(call("shuffled", batch), first)
+    assert not torch.equal(first, second)
+    torch.testing.assert_close(call("shuffled", batch, seed=5), call("shuffled", batch, seed=5))
+    assert not torch.equal(call("shuffled", batch, seed=5), call("shuffled", batch, seed=6))
+
+
+def test_shuffled_sends_every_value_to_every_valid_position_uniformly():
+    """4000 copies of one group (positions 1 and 3 masked): each of the 4 valid positions receives each of the 4
+    values a quarter of the time (within 5 binomial standard deviations)."""
+    rewards = torch.tensor([[0.0, 9.0, 1.0, 9.0, 3.0, 7.0]]).double().expand(4000, 6)
+    mask = torch.tensor([[True, False, True, False, True, True]]).expand(4000, 6)
+    torch.manual_seed(0)
+    out = estimators.get("shuffled", scale="none")(rewards, mask=mask)
+    values = torch.tensor([-2.75, -1.75, 0.25, 4.25]).double()
+    counts = (out[:, mask[0]].unsqueeze(-1) == values).sum(0)
+    assert torch.all(counts.sum(-1) == 4000) and torch.all(counts.sum(0) == 4000)
+    assert (counts - 1000).abs().max() < 5 * math.sqrt(4000 * 0.25 * 0.75)
 
 
 def test_attenuation_down_weights_confidently_ordered_pairs():
@@ -224,7 +310,7 @@ def test_register_decorator_and_clash():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", DETERMINISTIC)
 def test_cuda_matches_cpu(name):
     batch = random_batch(7)
     on_cuda = tuple(t.cuda() for t in batch)

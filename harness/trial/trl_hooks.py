@@ -80,6 +80,9 @@ class EstimatorGRPOTrainer(GRPOTrainer):
                 "seq_logprobs": self.accelerator.gather(seq_logprobs).view(-1, group).to(rewards.dtype),
                 "lengths": self.accelerator.gather(lengths).view(-1, group).to(rewards.dtype),
             }
+        elif self.estimator.needs_lengths:  # completion token counts only: no log-prob pass
+            lengths = self.accelerator.gather(output["completion_mask"].sum(dim=1))
+            policy_inputs = {"lengths": lengths.view(-1, group).to(rewards.dtype)}
         advantages = self.estimator(rewards.view(-1, group), mask=scored.view(-1, group), **policy_inputs)
         local = len(output["completion_ids"])
         process_slice = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
