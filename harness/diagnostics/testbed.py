@@ -63,7 +63,11 @@ class Testbed:
         rewards = torch.gather(self.rewards.expand(samples, p, k), -1, draws).view(-1, group)
         log_pi = torch.gather(torch.log(pi), -1, draws).view(-1, group)
         lengths = torch.gather(self.lengths.expand(samples, p, k), -1, draws).view(-1, group)
-        advantages = estimator(rewards, seq_logprobs=log_pi, lengths=lengths)  # a candidate's log-prob is its sequence's
+        inputs = [t.view(samples, p, group) for t in (rewards, log_pi, lengths)]
+        # a candidate's log-prob is its sequence's; a batch-dependent estimator (whitening, batch coefficients) sees
+        # one estimate's P groups as its batch, as a trainer would
+        batches = zip(*inputs) if estimator.batch_dependent else [tuple(t.reshape(-1, group) for t in inputs)]
+        advantages = torch.cat([estimator(r, seq_logprobs=s, lengths=n) for r, s, n in batches])
         advantages = advantages.view(samples, p, group)
         weights = torch.zeros(samples, p, k, dtype=pi.dtype).scatter_add_(-1, draws, advantages)
         logit_grad = (weights - advantages.sum(-1, keepdim=True) * pi) / (p * group)
