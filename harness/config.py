@@ -106,7 +106,9 @@ class EvalConfig(Strict):
     batch_size: int = Field(100, ge=1)
     every_steps: int = Field(0, ge=0, description="held-out accuracy curve during training: every N steps")
     curve_examples: int = Field(100, ge=1, description="test items scored for the curve")
-    lm_eval: bool = Field(False, description="also score with lm-evaluation-harness (task lph_test, greedy)")
+    lm_eval: bool = Field(False, description="also score the checkpoint with lm-evaluation-harness")
+    lm_eval_tasks: list[str] = Field(default_factory=lambda: ["lph_test"],
+                                     description="lm-eval tasks or presets scored when lm_eval is true")
 
 
 class RunConfig(Strict):

@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "write":
         write_lock(args.path)
         return
-    problems = differences(read_lock(args.path), installed())
+    try:
+        problems = differences(read_lock(args.path), installed())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
     if problems:
         raise SystemExit(f"the environment differs from {args.path} (recreate it: make clean env):\n  "
                          + "\n  ".join(problems))

@@ -38,7 +38,7 @@ def build_report(root: Path | str) -> Path:
     sections = [build.verdict_section(analysis), build.arms_section(analysis, out),
                 build.comparisons_section(analysis, out), build.efficiency_section(analysis, out),
                 *build.across_section(analysis), build.curves_section(analysis, out), *build.optuna_sections(root),
-                build.failures_section(analysis.results), environment_section()]
+                build.failures_section(analysis.results), environment_section(analysis.results)]
     title = f"Sweep report: {root.name}"
     (root / "report.md").write_text(render_markdown(title, sections, root))
     (root / "report.html").write_text(render_html(title, sections))
@@ -46,14 +46,18 @@ def build_report(root: Path | str) -> Path:
     return root / "report.md"
 
 
-def environment_section() -> Section:
+def environment_section(results: pd.DataFrame | None = None) -> Section:
+    """Where the report was built (date, commit, machine, package versions) and the environment lock(s) the trials
+    ran on: the `lock` hash each trial recorded (`requirements.lock`'s sha256 prefix, see harness/lock.py)."""
+    locks = sorted(results["lock"].dropna().unique()) if results is not None and "lock" in results else []
     versions = {name: _version(name) for name in
                 ["torch", "transformers", "trl", "lm-eval", "optuna", "pandas", "numpy", "scipy", "matplotlib",
                  "seaborn", "submitit", "math-verify"]}
     section = Section("Environment")
     facts = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git commit": _git_commit(),
              "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor()}".strip(),
-             "cpus": os.cpu_count(), "gpu": _gpu(), **versions}
+             "cpus": os.cpu_count(), "gpu": _gpu(),
+             "environment lock of the trials": ", ".join(map(str, locks)) or "not recorded", **versions}
     section.tables.append(pd.DataFrame({"item": list(facts), "value": [str(v) for v in facts.values()]}))
     return section
 

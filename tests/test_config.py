@@ -54,7 +54,7 @@ def test_unreadable_file(tmp_path):
 def test_shipped_configs_are_valid():
     root = Path(__file__).resolve().parent.parent / "sweeps"
     load_run_config(root / "single.yaml")
-    for name in ["smoke", "ablation", "tune"]:
+    for name in ["smoke", "ablation", "tune", "variants", "loss"]:
         load_spec(root / f"{name}.yaml")
 
 

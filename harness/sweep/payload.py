@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
+from harness.lock import lock_hash
 from harness.sweep.store import ResultStore
 
 
@@ -32,7 +33,7 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
     trial_id = payload["trial_id"]
     run_dir = store.trial_dir(trial_id)
     record: dict[str, Any] = {"trial_id": trial_id, "params": payload["params"], "seed": payload["seed"],
-                              "run_dir": str(run_dir), "host": os.uname().nodename}
+                              "run_dir": str(run_dir), "host": os.uname().nodename, "lock": lock_hash()}
     store.record_attempt(trial_id)
     record["started_at"] = time.time()
     started = time.perf_counter()

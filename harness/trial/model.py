@@ -102,8 +102,10 @@ def cache_dir() -> Path:
 
 
 def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig) -> Path:
-    """Cache directory of the warm start for these configs (the hash covers everything it depends on)."""
-    key = stable_hash({"model": model_config.model_dump(), "task": task_config.model_dump(), "version": 1})
+    """Cache directory of the warm start for these configs: the hash covers the model config and the warm start's
+    training data itself (prompts and targets), so a changed task generator never reuses a stale warm start."""
+    data = [(prompt_for(r["question"]), warm_start_target(r)) for r in load_task(task_config).train]
+    key = stable_hash({"model": model_config.model_dump(), "data": stable_hash(data, 64), "version": 2})
     return cache_dir() / f"warm-{key}"
 
 
@@ -153,3 +155,24 @@ def load_policy(model_config: ModelConfig, task_config: TaskConfig) -> tuple[tor
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     return model, tokenizer, path
+
+
+def ensure_warm_starts(configs: list[tuple[ModelConfig, TaskConfig]], workers: int = 1) -> list[Path]:
+    """`ensure_warm_start` for each distinct tiny-model (model, task) pair, the missing ones trained `workers` at a
+    time in spawned processes (each with an equal share of this machine's cores); returns their directories."""
+    distinct = {(m.model_dump_json(), t.model_dump_json()): (m, t) for m, t in configs if m.path is None}
+    missing = [pair for pair in distinct.values() if not (warm_start_dir(*pair) / WARM_START_MARKER).is_file()]
+    if workers > 1 and len(missing) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        processes = min(workers, len(missing))
+        threads = max(1, (os.cpu_count() or 1) // processes)
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_warm_start_with_threads, missing, [threads] * len(missing)))
+    return [ensure_warm_start(*pair) for pair in distinct.values()]
+
+
+def _warm_start_with_threads(pair: tuple[ModelConfig, TaskConfig], threads: int) -> Path:
+    torch.set_num_threads(threads)
+    return ensure_warm_start(*pair)

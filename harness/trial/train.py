@@ -207,8 +207,8 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     if config.eval.lm_eval:
         from harness.trial.evaluate import evaluate_run
 
-        lm_eval_metrics = evaluate_run(out_dir, ["lph_test"], limit=config.eval.n_examples)["metrics"]["lph_test"]
-        evaluation["lm_eval_exact_match"] = lm_eval_metrics["exact_match"]
+        scored = evaluate_run(out_dir, config.eval.lm_eval_tasks, limit=config.eval.n_examples)["metrics"]
+        evaluation |= lm_eval_summary(scored)
     return write_summary(out_dir, {
         "config_hash": config.config_hash(),
         "final": final_metrics(out_dir / "metrics.jsonl"),
@@ -247,6 +247,13 @@ def score_held_out(model: Any, tokenizer: Any, test: list[dict[str, str]], mix: 
                   "samples": completions[:5]}
     (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
     return evaluation
+
+
+def lm_eval_summary(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Flat eval metrics from lm-eval's `{task: {metric: value}}`: `lm_eval_exact_match` for the run's own test
+    split (`lph_test`), `lm_eval_<task>_<metric>` for every other task."""
+    return {("lm_eval_" if task == "lph_test" else f"lm_eval_{task}_") + metric: value
+            for task, values in metrics.items() for metric, value in values.items()}
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
