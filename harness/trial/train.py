@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -63,6 +64,8 @@ def grpo_arguments(config: RunConfig, out_dir: Path, reward_weights: list[float]
     cuda = torch.cuda.is_available()
     device = {"use_cpu": not cuda, "bf16": cuda and torch.cuda.is_bf16_supported(), "fp16": False}
     owned = {"seed": config.seed, "data_seed": config.seed, "reward_weights": reward_weights}
+    if "wandb" in str(config.trainer.get("report_to", "")):
+        os.environ.setdefault("WANDB_MODE", "offline")  # offline-safe: `wandb sync` later, or set WANDB_MODE=online
     return GRPOConfig(output_dir=str(out_dir / "trl"), **(CPU_DEFAULTS | device | config.trainer | owned))
 
 
