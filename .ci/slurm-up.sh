@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings up a private single-node SLURM cluster (Debian slurm-wlm 22.05 + munge + slurmdbd on a private MariaDB)
 # for the SLURM tests, as root, without systemd. Everything lives under one directory with non-default ports and a
-# private munge socket, so it never collides with another cluster on the machine.
+# private munge socket, so it never collides with another cluster on the machine. The node has two fake GPUs
+# (gres gpu:2 over two character devices in DIR/dev that behave as /dev/null): a job asking for GPUs gets them in
+# CUDA_VISIBLE_DEVICES as on a real cluster.
 #
 #   eval "$(.ci/slurm-up.sh [DIR])"     # prints `export SLURM_CONF=DIR/slurm.conf`
 #   .ci/slurm-down.sh DIR               # stops the daemons by their pid files
@@ -19,16 +21,18 @@ if [ ${#need[@]} -gt 0 ]; then
         || { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm slurmdbd munge mariadb-server >/dev/null; }
 fi
 
-if [ -f "$DIR/slurm.conf" ] && SLURM_CONF="$DIR/slurm.conf" sinfo -h -o %T 2>/dev/null | grep -qx idle; then
+if [ -f "$DIR/slurm.conf" ] && SLURM_CONF="$DIR/slurm.conf" sinfo -h -o '%T %G' 2>/dev/null | grep -qx 'idle gpu:2'; then
     log "cluster in $DIR already up"
     echo "export SLURM_CONF=$DIR/slurm.conf"
     exit 0
 fi
 "$(dirname "$0")/slurm-down.sh" "$DIR" >/dev/null 2>&1 || true
 rm -rf "$DIR"
-mkdir -p "$DIR"/{state,spool,log,run,munge,mysql}
+mkdir -p "$DIR"/{state,spool,log,run,munge,mysql,dev}
 chmod 755 "$DIR"
 HOST=$(hostname -s)
+for i in 0 1; do mknod -m 666 "$DIR/dev/fakegpu$i" c 1 3; done
+echo "Name=gpu File=$DIR/dev/fakegpu[0-1]" >"$DIR/gres.conf"
 SOCKET="$DIR/munge/munge.socket"
 
 # munge: private key and socket, run as the munge user
@@ -93,7 +97,8 @@ AccountingStoragePort=$((PORT_BASE + 9))
 AccountingStoragePass=$SOCKET
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
-$(slurmd -C | head -n 1)
+GresTypes=gpu
+$(slurmd -C | head -n 1) Gres=gpu:2
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 echo "CgroupPlugin=autodetect" >"$DIR/cgroup.conf"

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from harness.cli import HelpFormatter
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {}
 
 
@@ -45,7 +47,9 @@ def time_call(fn: Callable[[], Any], *, min_seconds: float = 0.2, sync: Callable
 
 @benchmark("estimators")
 def bench_estimators(args: argparse.Namespace) -> dict[str, Any]:
-    """Microseconds per call for B=1024 groups and G in {4, 8, 16, 64}, every estimator, CPU (and CUDA if present)."""
+    """Microseconds per call for B=1024 groups and G in {4, 8, 16, 64}, every registered estimator with its default
+    parameters and the inputs it reads, CPU (and CUDA if present). The estimators are timed in turn, three rounds,
+    and each keeps its fastest round: load on a shared machine inflates a round, never deflates it."""
     import estimators
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -57,10 +61,16 @@ def bench_estimators(args: argparse.Namespace) -> dict[str, Any]:
             rewards = (torch.rand(1024, g, generator=gen) < 0.5).float().to(device)
             lp = (-20 * torch.rand(1024, g, generator=gen)).to(device)
             n = torch.randint(5, 50, (1024, g), generator=gen).float().to(device)
-            timings = {}
+            calls = {}
             for name in estimators.available():
                 est = estimators.get(name)
-                timings[name] = time_call(lambda: est(rewards, seq_logprobs=lp, lengths=n), sync=sync) * 1e6
+                inputs = {"seq_logprobs": lp} if est.needs_logprobs else {}
+                inputs |= {"lengths": n} if est.needs_lengths else {}
+                calls[name] = lambda est=est, inputs=inputs: est(rewards, **inputs)
+            timings = {name: float("inf") for name in calls}
+            for _ in range(1 if args.quick else 3):
+                for name, call in calls.items():
+                    timings[name] = min(timings[name], time_call(call, sync=sync) * 1e6)
             for name, us in timings.items():
                 rows.append(
                     {"device": device, "B": 1024, "G": g, "estimator": name, "us_per_call": round(us, 1),
@@ -169,26 +179,58 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows}
 
 
-@benchmark("sweep")
-def bench_sweep(args: argparse.Namespace) -> dict[str, Any]:
-    """Seconds the sweep machinery adds per trial: sweep wall time minus the trials' own wall time, over the smoke
-    sweep's trials (local executor, one worker; the warm start is trained before timing)."""
+SMOKE_TUNE = ["grid={}", "seeds=1", "base.estimator.name=attenuated_pairwise", "executor.workers=2",
+              "optuna={n_trials: 4, sampler: tpe, space: {estimator.beta: {type: float, low: 0.1, high: 10.0}}}"]
+"""`--set` overrides turning the smoke sweep into an Optuna search of 4 suggestions x 1 seed on 2 local workers."""
+
+
+def timed_sweep(executor: str, parallel: int, overrides: list[str]) -> dict[str, Any]:
+    """Run the smoke sweep with `overrides` in a temporary directory: wall time, the trials' own time, the machinery's
+    overhead per trial (one at a time only), trials per hour and (Optuna) the most suggestions in flight at once.
+    The report is built and included."""
     import tempfile
 
+    import optuna
+
+    from harness.sweep import optuna_storage, run_sweep
+    from harness.sweep.optuna_search import max_in_flight
+    from harness.sweep.spec import load_spec
     from harness.sweep.store import ResultStore
-    from harness.sweep import prepare_warm_starts, run_sweep
+
+    spec_path = Path("sweeps/smoke.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        root = run_sweep(spec_path, root=Path(tmp) / "smoke", overrides=overrides)
+        total = time.perf_counter() - started
+        records = ResultStore(root).records()
+        spec = load_spec(spec_path, overrides)
+        in_flight = (max_in_flight(optuna.load_study(study_name=spec.name, storage=optuna_storage(spec, root)))
+                     if spec.optuna else None)
+    inside = sum(r["wall_seconds"] for r in records)
+    return {"executor": executor, "parallel": parallel, "trials": len(records), "sweep_seconds": round(total, 2),
+            "trial_seconds": round(inside, 2),
+            "overhead_per_trial_s": round((total - inside) / len(records), 2) if parallel == 1 else None,
+            "trials_per_hour": round(len(records) / total * 3600), "optuna_max_in_flight": in_flight}
+
+
+@benchmark("sweep")
+def bench_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep machinery on the smoke sweep (the warm start is trained before timing): seconds it adds per trial
+    (sweep wall time minus the trials' own, local executor, 1 worker), trials per hour with 1 and 2 local workers
+    and, when SLURM_CONF names a cluster, with SLURM array parallelism 2; the most Optuna suggestions in flight at
+    once (4 suggestions x 1 seed on 2 local workers)."""
+    import os
+
+    from harness.sweep import prepare_warm_starts
     from harness.sweep.spec import grid_trials, load_spec
 
     spec_path = Path("sweeps/smoke.yaml")
     prepare_warm_starts(grid_trials(load_spec(spec_path), spec_path))
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        root = run_sweep(spec_path, root=Path(tmp) / "smoke")
-        total = time.perf_counter() - started
-        records = ResultStore(root).records()
-    inside = sum(r["wall_seconds"] for r in records)
-    rows = [{"trials": len(records), "sweep_seconds": round(total, 2), "trial_seconds": round(inside, 2),
-             "overhead_per_trial_s": round((total - inside) / len(records), 2)}]
+    rows = [timed_sweep("local", 1, []), timed_sweep("local", 2, ["executor.workers=2"])]
+    if os.environ.get("SLURM_CONF"):
+        rows.append(timed_sweep("slurm", 2, ["executor.kind=slurm", "executor.array_parallelism=2",
+                                             "executor.cpus_per_trial=1", "executor.mem_gb=1"]))
+    rows.append(timed_sweep("local optuna", 2, SMOKE_TUNE))
     return {"rows": rows}
 
 
@@ -223,9 +265,9 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the named benchmarks and write their results under --out."""
-    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("name", choices=sorted(BENCHMARKS) + ["all"])
-    parser.add_argument("--out", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="directory of the <name>.json results")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for tests of the benchmark itself)")
     args = parser.parse_args(argv)
     names = sorted(BENCHMARKS) if args.name == "all" else [args.name]

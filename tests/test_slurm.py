@@ -1,16 +1,20 @@
 """The SLURM path on a real single-node cluster (.ci/slurm-up.sh, SLURM_CONF set): results equal the local run's,
-a failing job is recorded, an array's trials run in parallel."""
+a failing job is recorded, an array's trials run in parallel, each job gets its own (fake) GPU, Optuna keeps
+suggestions in flight on the cluster."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from harness.sweep import run_sweep
-from tests.test_sweep import spec_file
+from tests.test_sweep import overlapping, spans, spec_file, tune_spec
 
 pytestmark = pytest.mark.slurm
 
@@ -32,11 +36,7 @@ def test_smoke_sweep_on_slurm_equals_the_local_run_and_runs_the_array_in_paralle
     pd.testing.assert_frame_equal(local[columns].sort_values("trial_id").reset_index(drop=True),
                                   remote[columns].sort_values("trial_id").reset_index(drop=True))
     assert list((root / "submitit").glob("*_log.out")), "submitit wrote no job logs"
-    import json
-
-    spans = sorted((r["started_at"], r["finished_at"]) for r in
-                   (json.loads(p.read_text()) for p in (root / "trials").glob("*/result.json")))
-    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), f"no overlap in {spans}"
+    assert overlapping(spans(root)), f"no overlap in {spans(root)}"
 
 
 def test_a_failing_slurm_job_is_recorded(tmp_path):
@@ -46,3 +46,33 @@ def test_a_failing_slurm_job_is_recorded(tmp_path):
     table = table.set_index("param.trainer.num_generations")
     assert table.loc[4, "status"] == "done"
     assert table.loc[3, "status"] == "failed" and "ValueError" in table.loc[3, "error"]
+
+
+def job_devices(root: Path) -> dict[str, str]:
+    """Trial id -> CUDA_VISIBLE_DEVICES its SLURM job saw (from the first line each job writes to its log)."""
+    found = {}
+    for log in (root / "submitit").glob("*_log.out"):
+        match = re.search(r"^trial (\w+) on \S+ CUDA_VISIBLE_DEVICES=(\S*)$", log.read_text(), re.MULTILINE)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def test_each_job_gets_its_own_gpu_and_two_run_at_once(tmp_path):
+    # one trial and its warm-start control: two jobs for the node's two GPUs
+    path = spec_file(tmp_path, grid={"estimator.name": ["group_mean"]}, seeds=1, report=False,
+                     executor={"gpus_per_trial": 1, "cpus_per_trial": 1, "mem_gb": 1, "array_parallelism": 2})
+    root = run_sweep(path, executor="slurm", root=tmp_path / "gpus")
+    records = [json.loads(p.read_text()) for p in (root / "trials").glob("*/result.json")]
+    assert len(records) == 2 and {r["status"] for r in records} == {"done"}
+    devices = job_devices(root)
+    assert set(devices) == {r["trial_id"] for r in records}
+    assert all(re.fullmatch(r"\d+", d) for d in devices.values()), devices  # exactly one device each
+    assert len(set(devices.values())) == 2, devices
+    assert overlapping(spans(root)), f"the two GPU jobs did not overlap: {spans(root)}"
+
+
+def test_optuna_keeps_two_suggestions_in_flight_on_slurm(tmp_path):
+    path = tune_spec(tmp_path, n_trials=2, seeds=1, workers=1)
+    root = run_sweep(path, executor="slurm", root=tmp_path / "tune")
+    assert len(spans(root)) == 2 and overlapping(spans(root)), spans(root)

@@ -1,13 +1,16 @@
-"""Sweeps: the smoke sweep end to end, resume after a kill, two drivers on one store, failures, bad specs."""
+"""Sweeps: the smoke sweep end to end, resume after a kill, two drivers on one store, failures, bad specs, missing
+local paths, parallel Optuna suggestions (also two drivers on one study), the dry run's expected wall time."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,12 +19,20 @@ import yaml
 from harness.config import ConfigError
 from harness.sweep.store import ResultStore
 from harness.sweep import optuna_storage, prepare_warm_starts, run_sweep
-from harness.sweep.spec import grid_trials, load_spec
+from harness.sweep.eta import estimate
+from harness.sweep.optuna_search import max_in_flight
+from harness.sweep.run import sweep_trials
+from harness.sweep.spec import ExecutorConfig, grid_trials, load_spec, make_trial
 from tests.conftest import ROOT, SMOKE
 
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness.sweep", *args]
+
+
+def smoke_trials() -> list:
+    """The smoke sweep's trials: 2 estimators x 2 seeds and the warm-start control of each seed."""
+    return sweep_trials(load_spec(SMOKE), str(SMOKE))
 
 
 def spec_file(tmp_path: Path, **changes: object) -> Path:
@@ -37,8 +48,8 @@ def spec_file(tmp_path: Path, **changes: object) -> Path:
 def test_dry_run_prints_the_trial_table(tmp_path):
     out = subprocess.run(cli(str(SMOKE), "--dry-run", "--runs-dir", str(tmp_path / "sweep")), cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    trials = grid_trials(load_spec(SMOKE), SMOKE)
-    assert len(trials) == 4 and "4 trials" in out
+    trials = smoke_trials()
+    assert len(trials) == 6 and "6 trials" in out
     for trial in trials:
         assert trial.trial_id in out
     assert not (tmp_path / "sweep").exists()
@@ -47,8 +58,8 @@ def test_dry_run_prints_the_trial_table(tmp_path):
 def test_smoke_sweep_writes_results_and_report_then_skips_finished_trials(tmp_path):
     root = run_sweep(SMOKE, root=tmp_path / "smoke")
     table = pd.read_parquet(root / "results.parquet")
-    assert len(table) == 4 and set(table["status"]) == {"done"}
-    assert set(table["param.estimator.name"]) == {"group_mean", "attenuated_pairwise"}
+    assert len(table) == 6 and set(table["status"]) == {"done"}
+    assert set(table["param.estimator.name"]) == {"group_mean", "attenuated_pairwise", "warm_start"}
     assert set(table["seed"]) == {0, 1} and table["eval.accuracy"].between(0, 1).all()
     assert (root / "report.md").is_file() and (root / "report.html").is_file()
     store = ResultStore(root)
@@ -89,10 +100,10 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     assert store is not None
     finished = {r["trial_id"]: (root / "trials" / r["trial_id"] / "result.json").read_text()
                 for r in store.records() if r["status"] == "done"}
-    assert 1 <= len(finished) < 4
+    assert 1 <= len(finished) < len(smoke_trials())
     run_sweep(SMOKE, root=root)
     table = pd.read_parquet(root / "results.parquet")
-    assert len(table) == 4 and set(table["status"]) == {"done"}
+    assert len(table) == len(smoke_trials()) and set(table["status"]) == {"done"}
     for trial_id, text in finished.items():
         assert (root / "trials" / trial_id / "result.json").read_text() == text
         assert store.attempts(trial_id) == 1
@@ -106,10 +117,10 @@ def test_two_drivers_on_one_store_run_each_trial_once(tmp_path):
     for driver in drivers:
         assert driver.wait(timeout=600) == 0, driver.stderr.read()
     store = ResultStore(root)
-    trials = grid_trials(load_spec(SMOKE), SMOKE)
+    trials = smoke_trials()
     assert all(store.is_done(t.trial_id) for t in trials)
-    assert [store.attempts(t.trial_id) for t in trials] == [1, 1, 1, 1]
-    assert len(pd.read_parquet(root / "results.parquet")) == 4
+    assert [store.attempts(t.trial_id) for t in trials] == [1] * len(trials)
+    assert len(pd.read_parquet(root / "results.parquet")) == len(trials)
 
 
 def test_submitit_local_executor_gives_the_local_results(tmp_path):
@@ -181,3 +192,162 @@ def test_a_trial_past_its_time_limit_is_recorded_as_failed(tmp_path):
     table = pd.read_parquet(run_sweep(path, root=tmp_path / "slow") / "results.parquet")
     assert list(table["status"]) == ["failed"]
     assert table["error"].iloc[0].startswith("TrialTimeout: trial exceeded its time limit of 1 s")
+
+
+def test_missing_local_paths_fail_before_anything_runs(tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text("")
+    path = spec_file(tmp_path, base={"model": {"path": str(tmp_path / "no-model")},
+                                     "task": {"name": "gsm8k", "path": "missing/test.jsonl", "train_path": str(data)}},
+                     grid={"estimator.name": ["group_mean"],
+                           "task.train_path": [str(data), str(tmp_path / "gone.jsonl")]},
+                     storage=f"sqlite:///{tmp_path / 'no-dir' / 'study.db'}")
+    for attempt in (lambda: run_sweep(path, root=tmp_path / "never"),
+                    lambda: run_sweep(path, dry_run=True, root=tmp_path / "never")):
+        with pytest.raises(ConfigError) as info:
+            attempt()
+        message = str(info.value)
+        assert message.startswith(f"{path}: local paths not found (nothing was run or submitted)")
+        assert f"base.model.path: no such directory: {tmp_path / 'no-model'}" in message
+        assert f"base.task.path: no such file: missing/test.jsonl ({Path.cwd() / 'missing/test.jsonl'})" in message
+        assert f"grid.task.train_path: no such file: {tmp_path / 'gone.jsonl'}" in message
+        assert f"storage: no such directory (for the SQLite file): {tmp_path / 'no-dir'}" in message
+        assert str(data) not in message.replace(str(tmp_path / "gone.jsonl"), "")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_missing_encoder_directory_fails_at_load(tmp_path):
+    path = spec_file(tmp_path, base={"rewards": {"correctness": 1.0, "semantic_density": 0.5},
+                                     "reward_params": {"semantic_density": {"units": "embedding",
+                                                                            "encoder": str(tmp_path / "enc")}}})
+    with pytest.raises(ConfigError, match=r"reward_params: semantic_density encoder .*enc' is not a local model "
+                                          r"directory") as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+
+
+def tune_spec(tmp_path: Path, n_trials: int, seeds: int, workers: int, storage: str | None = None,
+              name: str = "smoke") -> Path:
+    """The smoke spec as a TPE search over the attenuation strength."""
+    return spec_file(tmp_path, name=name, grid={}, seeds=seeds, storage=storage, report=False,
+                     base={"estimator": {"name": "attenuated_pairwise", "scale": "group"}},
+                     executor={"workers": workers},
+                     optuna={"n_trials": n_trials, "sampler": "tpe", "metric": "eval_accuracy",
+                             "space": {"estimator.beta": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}})
+
+
+def spans(root: Path) -> list[tuple[float, float]]:
+    """(started_at, finished_at) of every trial of a sweep, sorted."""
+    return sorted((r["started_at"], r["finished_at"]) for r in
+                  (json.loads(p.read_text()) for p in (root / "trials").glob("*/result.json")))
+
+
+def overlapping(intervals: list[tuple[float, float]]) -> bool:
+    return any(later[0] < earlier[1] for earlier, later in zip(intervals, intervals[1:]))
+
+
+def test_optuna_keeps_suggestions_in_flight_on_every_worker(tmp_path):
+    import optuna
+
+    path = tune_spec(tmp_path, n_trials=4, seeds=1, workers=2)
+    root = run_sweep(path, root=tmp_path / "tune")
+    study = optuna.load_study(study_name="smoke", storage=optuna_storage(load_spec(path), root))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert overlapping(spans(root)), f"no two trials overlapped: {spans(root)}"
+    assert max_in_flight(study) == 2
+
+
+def run_optuna_drivers(path: Path, root: Path, drivers: int = 2) -> list[str]:
+    """Run `drivers` sweep processes of `path` on one directory at once, each of which runs some trials; their
+    stderr outputs."""
+    prepare_warm_starts([make_trial(load_spec(path), {}, 0, path)])  # the warm start once, before the race
+    processes = [subprocess.Popen(cli(str(path), "--runs-dir", str(root)), cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(drivers)]
+    outputs = [p.communicate(timeout=900)[1] for p in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output
+        assert any(line.startswith("done ") for line in output.splitlines()), f"this driver ran no trial:\n{output}"
+    return outputs
+
+
+def assert_each_suggestion_ran_once(path: Path, root: Path, storage: Any) -> None:
+    """Exactly n_trials suggestions completed, each told the mean over its seeds' runs; every run of every
+    suggestion finished and was started once; no run outside them; surplus suggestions pruned."""
+    import optuna
+
+    spec = load_spec(path)
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    by_state = {state: [t for t in study.trials if t.state == state] for state in optuna.trial.TrialState}
+    assert len(by_state[optuna.trial.TrialState.COMPLETE]) == spec.optuna.n_trials
+    assert len(by_state[optuna.trial.TrialState.PRUNED]) + spec.optuna.n_trials == len(study.trials)
+    store, expected = ResultStore(root), set()
+    for trial in by_state[optuna.trial.TrialState.COMPLETE]:
+        runs = [make_trial(spec, trial.params, seed, path) for seed in spec.seed_list]
+        records = [store.result(run.trial_id) for run in runs]
+        assert all(r is not None and r["status"] == "done" for r in records), trial.params
+        assert trial.value == pytest.approx(sum(r["eval"]["accuracy"] for r in records) / len(records))
+        expected |= {run.trial_id for run in runs}
+    ran = {d.name for d in (root / "trials").iterdir()}
+    assert ran == expected
+    assert {t: store.attempts(t) for t in ran} == dict.fromkeys(ran, 1)
+
+
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_two_optuna_drivers_on_one_study_lose_and_repeat_nothing(tmp_path, storage):
+    url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else None
+    path = tune_spec(tmp_path, n_trials=4, seeds=2, workers=1, storage=url)
+    root = tmp_path / "shared"
+    outputs = run_optuna_drivers(path, root)
+    assert_each_suggestion_ran_once(path, root, optuna_storage(load_spec(path), root))
+    lines = [line for output in outputs for line in output.splitlines() if line.startswith("done estimator.beta=")]
+    assert len(lines) == 8 and all(" seed=" in line and " accuracy " in line for line in lines), outputs
+
+
+def test_dry_run_estimates_the_wall_time_from_the_benchmark_figures(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "empty-cache"))  # no warm start cached: it counts
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    figures = {"train": {"rows": [{"trainer": "harness group_mean", "seconds_per_step": 0.3},
+                                  {"trainer": "harness attenuated_pairwise", "seconds_per_step": 0.5}],
+                         "warm_start_seconds": 140.0},
+               "eval": {"rows": [{"scorer": "harness greedy scoring", "examples_per_second": 8.0}]},
+               "sweep": {"rows": [{"executor": "local", "parallel": 1, "overhead_per_trial_s": 1.5,
+                                   "trials_per_hour": 100.0},
+                                  {"executor": "local", "parallel": 2, "trials_per_hour": 150.0}]}}
+    for name, data in figures.items():
+        (bench / f"{name}.json").write_text(json.dumps(data))
+    configs = [t.config for t in grid_trials(load_spec(SMOKE), SMOKE)]
+    # per step: 8 x 12 completion tokens against the benchmark's 32 x 40; 2 steps; 8 test items at 8/s; overhead
+    group_mean, attenuated = (2 * s * (8 * 12) / (32 * 40) + 8 / 8.0 + 1.5 for s in (0.3, 0.5))
+    warm = 140.0 / 700 * 20
+    total = warm + 2 * (group_mean + attenuated) / (2 * 0.75)
+    line = estimate(configs, ExecutorConfig(workers=2), bench)
+    assert line.startswith(f"expected wall time: {total:.0f} s (4 trials of about {(group_mean + attenuated) / 2:.0f}"
+                           " s, 1.5 at a time, warm starts 4 s;"), line
+    assert "unknown, no benchmark figures" in estimate(configs, ExecutorConfig(), tmp_path / "nothing")
+    out = subprocess.run(cli(str(SMOKE), "--dry-run", "--runs-dir", str(tmp_path / "sweep")), cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    assert "expected wall time: unknown, no benchmark figures in runs/bench" in out
+
+
+def test_a_killed_optuna_driver_leaves_its_suggestions_to_the_next_one(tmp_path):
+    import optuna
+
+    path = tune_spec(tmp_path, n_trials=2, seeds=1, workers=2)
+    root = tmp_path / "killed"
+    prepare_warm_starts([make_trial(load_spec(path), {}, 0, path)])
+    process = subprocess.Popen(cli(str(path), "--runs-dir", str(root)), cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(root.glob("trials/*/attempts.log")):  # a trial started
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    storage = optuna_storage(load_spec(path), root)
+    before = optuna.load_study(study_name="smoke", storage=storage).trials
+    assert [t.state for t in before] == [optuna.trial.TrialState.RUNNING] * 2  # both asked, neither told
+    run_sweep(path, root=root)  # adopts the RUNNING suggestions instead of asking new ones
+    after = optuna.load_study(study_name="smoke", storage=storage).trials
+    assert [t.state for t in after] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [t.params for t in after] == [t.params for t in before]
+    assert len(ResultStore(root).records()) == 2

@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 
 import estimators
+from harness.cli import HelpFormatter
 from harness.config import ConfigError, Strict, read_yaml, validate
 from harness.diagnostics.testbed import Testbed, make_testbed, starting_point
 
@@ -166,7 +167,8 @@ def write_report(root: Path, stats: pd.DataFrame, ascent: pd.DataFrame, spec: Di
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: run the diagnostics of a spec and write its tables and report."""
-    parser = argparse.ArgumentParser(prog="python -m harness.diagnostics", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.diagnostics", description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("spec", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output directory (default runs/<name>)")
     args = parser.parse_args(argv)

@@ -1,11 +1,12 @@
-"""Executors: where a sweep's trials run.
+"""Executors: where a sweep's trials run, as a stream that takes new trials while others run.
 
-- `local`: a pool of worker processes on this machine (each imports the stack once and runs many trials);
-- `submitit-local`: submitit's local executor (one process per trial, like a cluster job);
-- `slurm`: submitit job arrays on a SLURM cluster, resources from the spec, requeued after preemption.
+- `local`: a pool of `workers` worker processes on this machine (each imports the stack once and runs many trials);
+- `submitit-local`: submitit's local executor (one process per trial, like a cluster job), `workers` at once;
+- `slurm`: submitit job arrays on a SLURM cluster (one array per `submit` call), resources from the spec, at most
+  `array_parallelism` tasks of an array at once, requeued after preemption.
 
-Every executor calls `harness.sweep.payload.execute_trial` and reports each finished trial's record to `on_result`.
-A trial whose process dies without a record is reported as failed here.
+Every executor runs `harness.sweep.payload.execute_trial` and hands back each finished trial's record from `wait`.
+A trial whose process dies without a record comes back as a failed record made here.
 """
 
 from __future__ import annotations
@@ -13,52 +14,174 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from harness.sweep.spec import ExecutorConfig
 from harness.sweep.payload import execute_trial
+from harness.sweep.spec import ExecutorConfig
 
 Payload = dict[str, Any]
+Record = dict[str, Any]
+OnStart = Callable[[Payload], None]
 SLURM_MARGIN_MIN = 5
 """Minutes a SLURM job may run past its trial's deadline (start-up, writing the result) before SLURM stops it."""
-OnResult = Callable[[dict[str, Any]], None]
+JOB_POLL_S = 1.0
+"""Seconds between two looks at submitit jobs' states."""
 
 
-def lost_record(payload: Payload, error: str) -> dict[str, Any]:
+def lost_record(payload: Payload, error: str) -> Record:
     """The failed record of a trial whose process ended without writing one."""
     return {"trial_id": payload["trial_id"], "params": payload["params"], "seed": payload["seed"],
-            "status": "failed", "error": error, "run_dir": payload.get("run_dir")}
+            "status": "failed", "error": error, "run_dir": payload.get("run_dir"), "finished_at": time.time()}
 
 
-def run_local(payloads: list[Payload], config: ExecutorConfig, on_result: OnResult,
-              on_start: Callable[[Payload], None] | None = None) -> None:
-    """Run trials in `config.workers` worker processes (spawned: no state leaks from the driver)."""
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    pending = [p | {"threads": threads} for p in payloads]
-    context = multiprocessing.get_context("spawn")
-    while pending:
-        with ProcessPoolExecutor(max_workers=config.workers, mp_context=context) as pool:
-            futures: dict[Future[dict[str, Any]], Payload] = {}
-            while pending or futures:
-                while pending and len(futures) < config.workers:
-                    payload = pending.pop(0)
-                    futures[pool.submit(execute_trial, payload)] = payload
-                    if on_start:
-                        on_start(payload)
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    payload = futures.pop(future)
-                    try:
-                        on_result(future.result())
-                    except BrokenProcessPool:
-                        on_result(lost_record(payload, "worker process died (killed or out of memory)"))
-                        pending.extend(futures.values())  # the pool is gone: run the others in a new one
-                        futures.clear()
-                        break
+class Executor:
+    """Streaming executor: `submit` trials at any time, `wait` for finished ones. `capacity` trials run at once;
+    `in_flight` counts those submitted and not yet handed back by `wait`. Use as a context manager."""
+
+    capacity: int
+
+    def __init__(self, on_start: OnStart | None = None) -> None:
+        self.on_start = on_start or (lambda payload: None)
+
+    def submit(self, payloads: list[Payload]) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> list[Record]:
+        """Records of trials finished since the last call; blocks until at least one finishes or `timeout` seconds
+        passed (also when nothing is in flight)."""
+        raise NotImplementedError
+
+    @property
+    def in_flight(self) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop accepting work; the local pool finishes the trials it runs."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """`config.workers` spawned worker processes (no state leaks from the driver); more trials wait in a queue."""
+
+    def __init__(self, config: ExecutorConfig, on_start: OnStart | None = None) -> None:
+        super().__init__(on_start)
+        self.capacity = config.workers
+        self.threads = max(1, (os.cpu_count() or 1) // config.workers)
+        self.queue: deque[Payload] = deque()
+        self.futures: dict[Future[Record], Payload] = {}
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.queue) + len(self.futures)
+
+    def submit(self, payloads: list[Payload]) -> None:
+        self.queue.extend(p | {"threads": self.threads} for p in payloads)
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.queue and len(self.futures) < self.capacity:
+            payload = self.queue.popleft()
+            self.futures[self.pool.submit(execute_trial, payload)] = payload
+            self.on_start(payload)
+
+    def wait(self, timeout: float) -> list[Record]:
+        if not self.futures:
+            time.sleep(timeout)
+            return []
+        done, _ = wait(self.futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        records = []
+        for future in sorted(done, key=lambda f: f.exception() is not None):  # results first, then a broken pool
+            payload = self.futures.pop(future, None)
+            if payload is None:  # requeued below after the pool broke
+                continue
+            error = future.exception()
+            if isinstance(error, BrokenProcessPool):
+                records.append(lost_record(payload, "worker process died (killed or out of memory)"))
+                self._restart()
+                break
+            records.append(lost_record(payload, f"{type(error).__name__}: {error}") if error else future.result())
+        self._fill()
+        return records
+
+    def _restart(self) -> None:
+        """A dead worker breaks the whole pool: run the trials it held again in a new one."""
+        self.queue.extendleft(reversed(list(self.futures.values())))
+        self.futures.clear()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+
+    def close(self) -> None:
+        self.queue.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class SubmititExecutor(Executor):
+    """submitit jobs: `submitit-local` runs `workers` job processes at once (more wait here); `slurm` submits each
+    batch as one job array at once and SLURM keeps `array_parallelism` of its tasks running."""
+
+    def __init__(self, config: ExecutorConfig, folder: Path, on_start: OnStart | None = None) -> None:
+        super().__init__(on_start)
+        self.backend = submitit_executor(config, folder)
+        self.throttled = config.kind != "slurm"
+        self.capacity = config.array_parallelism if config.kind == "slurm" else config.workers
+        self.threads = config.cpus_per_trial
+        self.queue: deque[Payload] = deque()
+        self.jobs: dict[Any, Payload] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.queue) + len(self.jobs)
+
+    def submit(self, payloads: list[Payload]) -> None:
+        self.queue.extend(p | {"threads": self.threads} for p in payloads)
+        self._fill()
+
+    def _fill(self) -> None:
+        room = self.capacity - len(self.jobs) if self.throttled else len(self.queue)
+        batch = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
+        if not batch:
+            return
+        jobs = self.backend.map_array(RequeueableTrial(), batch)
+        for job, payload in zip(jobs, batch):
+            self.jobs[job] = payload
+            self.on_start(payload)
+
+    def wait(self, timeout: float) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while True:
+            records = [self._record(job) for job in [j for j in self.jobs if j.done()]]
+            if records or time.monotonic() >= deadline:
+                self._fill()
+                return records
+            time.sleep(min(JOB_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    def _record(self, job: Any) -> Record:
+        payload = self.jobs.pop(job)
+        try:
+            return job.result()
+        except Exception as error:  # noqa: BLE001  (a job that died, was cancelled or timed out)
+            return lost_record(payload, f"{type(error).__name__}: {str(error).splitlines()[0][:500]}")
+
+
+def make_executor(config: ExecutorConfig, folder: Path, on_start: OnStart | None = None) -> Executor:
+    """The executor of `config.kind`; submitit keeps its job files and logs in `folder`."""
+    if config.kind == "local":
+        return LocalExecutor(config, on_start)
+    return SubmititExecutor(config, folder, on_start)
 
 
 def submitit_executor(config: ExecutorConfig, folder: Path) -> Any:
@@ -88,31 +211,13 @@ def submitit_executor(config: ExecutorConfig, folder: Path) -> Any:
     return executor
 
 
-def run_submitit(payloads: list[Payload], config: ExecutorConfig, folder: Path, on_result: OnResult,
-                 on_start: Callable[[Payload], None] | None = None) -> None:
-    """Submit the trials as one submitit job array and report each job's record as it finishes."""
-    executor = submitit_executor(config, folder)
-    payloads = [p | {"threads": config.cpus_per_trial} for p in payloads]
-    jobs = executor.map_array(RequeueableTrial(), payloads)
-    for payload in payloads:
-        if on_start:
-            on_start(payload)
-    remaining = dict(zip(jobs, payloads))
-    while remaining:
-        for job in [j for j in remaining if j.done()]:
-            payload = remaining.pop(job)
-            try:
-                on_result(job.result())
-            except Exception as error:  # noqa: BLE001  (a job that died, was cancelled or timed out)
-                on_result(lost_record(payload, f"{type(error).__name__}: {str(error).splitlines()[0][:500]}"))
-        if remaining:
-            time.sleep(1.0)
-
-
 class RequeueableTrial:
-    """Callable submitted to submitit; on preemption or timeout signal submitit resubmits the same trial."""
+    """Callable submitted to submitit; on preemption or timeout signal submitit resubmits the same trial. The job's
+    log (`<folder>/<job id>_log.out`) starts with the trial and the devices it was given."""
 
-    def __call__(self, payload: Payload) -> dict[str, Any]:
+    def __call__(self, payload: Payload) -> Record:
+        devices = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        print(f"trial {payload['trial_id']} on {os.uname().nodename} CUDA_VISIBLE_DEVICES={devices}", flush=True)
         return execute_trial(payload)
 
     def checkpoint(self, payload: Payload) -> Any:

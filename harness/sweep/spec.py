@@ -1,17 +1,20 @@
-"""Sweep specification (YAML, validated by pydantic) and its expansion into trials.
+"""Sweep specification (YAML plus `--set KEY=VALUE` overrides, validated by pydantic) and its expansion into trials.
 
 A trial is a fully resolved `RunConfig`; its id is the hash of that config, so re-running a sweep recognises the
-trials it has already finished.
+trials it has already finished. Loading a spec builds its trials once, so bad values and missing local paths (model,
+data, SQLite storage directory) fail before anything is written or submitted.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import Field, field_validator, model_validator
 
 from harness.config import ConfigError, RunConfig, Strict, read_yaml, stable_hash, validate
@@ -70,6 +73,21 @@ class ExecutorConfig(Strict):
     sbatch: dict[str, Any] = Field(default_factory=dict, description="extra sbatch flags, e.g. {qos: high}")
 
 
+class ReportConfig(Strict):
+    """The report built at the end of a sweep (`report: false` turns it off; `report: true` keeps the defaults)."""
+
+    enabled: bool = True
+    equivalence_margin: float = Field(0.02, gt=0, lt=1,
+                                      description="'equivalent' when a difference's 95% interval lies inside +-margin")
+    threshold: float | None = Field(None, ge=0, le=1, description="held-out accuracy for steps-to-threshold; default: "
+                                    "warm start + half the best final gain")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class SweepSpec(Strict):
     """A sweep: `base` run config, `grid` axes (dotted keys -> values), `seeds`, optional `optuna`, executor."""
 
@@ -80,7 +98,15 @@ class SweepSpec(Strict):
     optuna: OptunaConfig | None = None
     executor: ExecutorConfig = ExecutorConfig()
     storage: str | None = Field(None, description="Optuna storage URL; default a journal file in the sweep dir")
-    report: bool = True
+    report: ReportConfig = Field(default_factory=lambda: ReportConfig())
+
+    @field_validator("storage")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(f"expected a database URL such as sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB, "
+                             f"got {value!r}")
+        return value
 
     @field_validator("seeds")
     @classmethod
@@ -115,6 +141,8 @@ class Trial:
     params: dict[str, Any]
     seed: int
     config: RunConfig
+    control: str | None = None
+    """None for a training trial; "warm_start" for the control that scores the untrained policy."""
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -145,12 +173,128 @@ def grid_trials(spec: SweepSpec, source: str | Path) -> list[Trial]:
     return [make_trial(spec, dict(zip(keys, combo)), seed, source) for combo in combos for seed in spec.seed_list]
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep spec; the grid's trials are built once here so bad values fail before any run."""
-    spec = validate(SweepSpec, read_yaml(path), path)
+WARM_START = "warm_start"
+
+
+def warm_start_controls(trials: list[Trial]) -> list[Trial]:
+    """One `warm_start` control per distinct (task, model, eval settings, seed) of `trials`: the untrained policy
+    scored on the same items, so every comparison can show that training moved anything. Its params keep the
+    trial's `task.*` and `model.*` keys with `estimator.name = "warm_start"`."""
+    controls: dict[str, Trial] = {}
+    for trial in trials:
+        config = trial.config
+        key = stable_hash({"control": WARM_START, "seed": trial.seed, "task": config.task.model_dump(mode="json"),
+                           "model": config.model.model_dump(mode="json"), "eval": config.eval.model_dump(mode="json")})
+        params = {k: v for k, v in trial.params.items() if k.startswith(("task.", "model."))}
+        controls.setdefault(key, Trial(f"warm-{key}", {"estimator.name": WARM_START} | params, trial.seed, config,
+                                       control=WARM_START))
+    return list(controls.values())
+
+
+def optuna_probe_trials(spec: SweepSpec, source: str | Path) -> list[Trial]:
+    """Trials standing for the Optuna space at load time: every dimension at its low end (first choice), and each
+    categorical choice in turn, so that invalid values and missing paths among the choices fail before the sweep."""
+    if spec.optuna is None:
+        return []
+    space = spec.optuna.space
+    first = {k: p.choices[0] if p.choices else int(p.low) if p.type == "int" else p.low for k, p in space.items()}
+    probes = [first] + [first | {k: c} for k, p in space.items() for c in (p.choices or [])[1:]]
+    return [make_trial(spec, params, spec.seed_list[0], source) for params in probes]
+
+
+def local_paths(config: RunConfig) -> dict[str, tuple[str, str]]:
+    """Dotted key -> (path, "directory" or "file") for every local path a run config reads. (A semantic-density
+    encoder directory is checked by the run config's own validation.)"""
+    found = {"model.path": (config.model.path, "directory"), "task.path": (config.task.path, "file"),
+             "task.train_path": (config.task.train_path, "file")}
+    return {key: (path, kind) for key, (path, kind) in found.items() if path is not None}
+
+
+def spec_key(spec: SweepSpec, params: dict[str, Any], key: str) -> str:
+    """Where a run-config key comes from in the spec: `grid.<key>`, `optuna.space.<key>` or `base.<key>`."""
+    if key in params:
+        return f"grid.{key}" if key in spec.grid else f"optuna.space.{key}"
+    return f"base.{key}"
+
+
+def sqlite_directory(url: str | None) -> Path | None:
+    """The directory an `sqlite:///PATH` storage URL writes to (None for other URLs and in-memory databases)."""
+    if url is None or not url.startswith("sqlite:///") or url.removeprefix("sqlite:///") in ("", ":memory:"):
+        return None
+    return Path(url.removeprefix("sqlite:///")).parent
+
+
+def check_local_paths(spec: SweepSpec, trials: list[Trial], source: str | Path) -> None:
+    """Raise one `ConfigError` naming the spec, each key and each missing path of `trials` and the storage."""
+    missing: dict[tuple[str, str], str] = {}
+    for trial in trials:
+        for key, (path, kind) in local_paths(trial.config).items():
+            found = Path(path).is_dir() if kind == "directory" else Path(path).is_file()
+            if not found:
+                missing[(spec_key(spec, trial.params, key), path)] = kind
+    directory = sqlite_directory(spec.storage)
+    if directory is not None and not directory.is_dir():
+        missing[("storage", str(directory))] = "directory (for the SQLite file)"
+    if missing:
+        lines = [f"{source}: local paths not found (nothing was run or submitted)"]
+        for (key, path), kind in missing.items():
+            resolved = "" if Path(path).is_absolute() else f" ({Path(path).absolute()})"
+            lines.append(f"  {key}: no such {kind}: {path}{resolved}")
+        raise ConfigError("\n".join(lines))
+
+
+DOTTED_KEY_MAPPINGS = (("grid",), ("optuna", "space"))
+"""Spec mappings whose keys are themselves dotted run-config keys (`grid: {estimator.name: [...]}`)."""
+
+
+def override_path(data: dict[str, Any], key: str) -> list[str]:
+    """The spec keys a dotted `--set` key walks through; inside `grid` and `optuna.space` the longest existing
+    dotted key is taken as one step (the whole rest when none exists): `optuna.space.estimator.beta.high` ->
+    [optuna, space, estimator.beta, high]."""
+    parts, path, node = key.split("."), [], data
+    while parts:
+        n = 1
+        if tuple(path) in DOTTED_KEY_MAPPINGS:
+            existing = [m for m in range(len(parts), 0, -1) if isinstance(node, dict) and ".".join(parts[:m]) in node]
+            n = existing[0] if existing else len(parts)
+        path.append(".".join(parts[:n]))
+        parts = parts[n:]
+        node = node.get(path[-1]) if isinstance(node, dict) else None
+    return path
+
+
+def apply_override(data: dict[str, Any], item: str, source: str | Path) -> None:
+    """Apply one `KEY=VALUE` override (dotted KEY into the spec mapping, VALUE parsed as YAML) to `data`."""
+    key, sep, text = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"{source}: --set {item!r}: expected KEY=VALUE with a dotted KEY into the spec, "
+                          "e.g. --set executor.partition=a100 or --set base.model.path=/models/qwen3-1.7b")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: --set {key}: value {text!r} is not valid YAML ({error})") from None
+    *parents, last = override_path(data, key)
+    node = data
+    for depth, part in enumerate(parents):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where = ".".join(parents[: depth + 1])
+            raise ConfigError(f"{source}: --set {key}: {where} is a {type(node).__name__}, not a mapping of keys")
+    node[last] = value
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
+    """Read a sweep spec, apply `overrides` (`KEY=VALUE`) and validate it; the trials are built once here so bad
+    values and missing local paths fail before any run, with errors naming the file (and overrides) and the key."""
+    source = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
+    data = read_yaml(path)
+    for item in overrides:
+        apply_override(data, item, path)
+    spec = validate(SweepSpec, data, source)
     if not spec.grid and spec.optuna is None:
-        raise ConfigError(f"{path}: grid: empty; give at least one axis (e.g. estimator.name: [group_mean]) or optuna")
-    grid_trials(spec, path)
+        raise ConfigError(f"{source}: grid: empty; give at least one axis (e.g. estimator.name: [group_mean]) "
+                          "or optuna")
+    check_local_paths(spec, grid_trials(spec, source) + optuna_probe_trials(spec, source), source)
     return spec
 
 

@@ -121,7 +121,7 @@ class ResultStore:
         return table
 
 
-BASE_COLUMNS = ("trial_id", "status", "seed", "wall_seconds", "error", "run_dir")
+BASE_COLUMNS = ("trial_id", "status", "task", "seed", "wall_seconds", "error", "run_dir", "lock")
 
 
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
