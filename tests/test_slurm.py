@@ -52,7 +52,7 @@ def job_devices(root: Path) -> dict[str, str]:
     """Trial id -> CUDA_VISIBLE_DEVICES its SLURM job saw (from the first line each job writes to its log)."""
     found = {}
     for log in (root / "submitit").glob("*_log.out"):
-        match = re.search(r"^trial (\w+) on \S+ CUDA_VISIBLE_DEVICES=(\S*)$", log.read_text(), re.MULTILINE)
+        match = re.search(r"^trial (\S+) on \S+ CUDA_VISIBLE_DEVICES=(\S*)$", log.read_text(), re.MULTILINE)
         if match:
             found[match.group(1)] = match.group(2)
     return found
