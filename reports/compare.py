@@ -51,12 +51,23 @@ def plan(arms: list[Arm]) -> list[Pair]:
             pairs.append(Pair("control: RL", arm, make_arm(arm.task, {ESTIMATOR: WARM_START})))
         else:
             kind = "control: shuffled" if arm.estimator == SHUFFLED else "estimator"
-            pairs.append(Pair(kind, arm, arm.replace(ESTIMATOR, BASELINE)))
+            pairs.append(Pair(kind, arm, baseline_of(arm, present)))
         weight = dict(arm.params).get(SEMANTIC_DENSITY)
         if isinstance(weight, (int, float)) and weight > 0 and arm.estimator != SHUFFLED:
             pairs.append(Pair("semantic density", arm, arm.replace(SEMANTIC_DENSITY, 0.0)))
     kept = [p for p in pairs if p.candidate in present and p.baseline in present]
     return sorted(kept, key=lambda p: (p.candidate.task, p.kind, p.candidate.label, p.baseline.label))
+
+
+def baseline_of(arm: Arm, arms: set[Arm]) -> Arm:
+    """The `group_mean` arm of `arms` with the same task and non-estimator parameters (the estimators' own
+    parameters, e.g. `estimator.attenuation` of a variants sweep, may differ); the plain `group_mean` arm when there
+    is none (the pair is then dropped)."""
+    def others(a: Arm) -> tuple[tuple[str, object], ...]:
+        return tuple((key, value) for key, value in a.params if not key.startswith("estimator."))
+
+    matches = [a for a in arms if a.estimator == BASELINE and a.task == arm.task and others(a) == others(arm)]
+    return matches[0] if len(matches) == 1 else arm.replace(ESTIMATOR, BASELINE)
 
 
 def describe(pair: Pair) -> str:

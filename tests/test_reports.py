@@ -349,3 +349,19 @@ def test_html_report_opens_in_headless_chromium_with_every_figure(sweep, tmp_pat
     assert found, dom[:500]
     loaded, total = map(int, found.groups())
     assert total >= 8 and loaded == total
+
+
+def test_estimator_variants_are_compared_with_the_group_mean_of_the_same_mix():
+    """A variants sweep sweeps whole estimator mappings: each variant's baseline is the group_mean arm with the same
+    non-estimator parameters, whatever the estimators' own parameters."""
+    from harness.sweep.spec import flat_params
+    from reports.compare import plan
+    from reports.data import make_arm
+
+    flat = flat_params({"estimator": {"name": "attenuated_pairwise", "attenuation": "log"}, "rewards.x": 0.5})
+    assert flat == {"estimator.name": "attenuated_pairwise", "estimator.attenuation": "log", "rewards.x": 0.5}
+    grpo = make_arm("arithmetic", {"estimator.name": "group_mean", "estimator.scale": "group"})
+    variants = [make_arm("arithmetic", {"estimator.name": "attenuated_pairwise", "estimator.attenuation": a,
+                                        "estimator.scale": "group"}) for a in ("ranknet", "log")]
+    pairs = [p for p in plan([grpo, *variants]) if p.kind == "estimator"]
+    assert {p.candidate for p in pairs} == set(variants) and {p.baseline for p in pairs} == {grpo}

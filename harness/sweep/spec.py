@@ -163,7 +163,19 @@ def make_trial(spec: SweepSpec, params: dict[str, Any], seed: int, source: str |
     data["seed"] = seed
     where = f"{source} (base with {', '.join(f'{k}={v!r}' for k, v in params.items()) or 'no grid values'})"
     config = validate(RunConfig, data, where)
-    return Trial(config.config_hash(), dict(params), seed, config)
+    return Trial(config.config_hash(), flat_params(params), seed, config)
+
+
+def flat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Swept values as dotted keys: a mapping value (a whole `estimator: {name, ...}` on one grid axis) becomes one
+    key per entry (`estimator.name`, `estimator.attenuation`, ...), so results and reports see every parameter."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat |= flat_params({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
 
 
 def grid_trials(spec: SweepSpec, source: str | Path) -> list[Trial]:
