@@ -19,7 +19,8 @@ def verdict_section(analysis: Analysis) -> Section:
     margin = analysis.options.equivalence_margin
     section = Section("Verdict", [
         f"Held-out accuracy: {analysis.source}. Differences are candidate - baseline on the same seeds (and the "
-        "same items) with 95% intervals over seeds (and items). better/worse: Holm-adjusted p < 0.05 and the "
+        "same items) with 95% intervals over seeds (and items). better/worse: p < 0.05 (Holm-adjusted over the claim "
+        "comparisons; each control is tested alone) and the "
         f"interval excludes 0; equivalent: the interval lies inside +-{margin}; otherwise inconclusive, with the "
         "smallest difference detectable at 80% power and the seeds that would detect the observed one."])
     section.bullets = verdict_lines(analysis.comparisons, margin)
@@ -50,7 +51,8 @@ def comparisons_section(analysis: Analysis, out_dir: Path) -> Section:
         return section
     section.text.append(
         "Every estimator vs group_mean with the same other parameters, group_mean vs warm_start, shuffled vs "
-        "group_mean and semantic density > 0 vs 0, per task. p_holm: Holm's adjustment over this table. mde80: "
+        "group_mean and semantic density > 0 vs 0, per task. p_holm: Holm's adjustment over every claim comparison of "
+        "the report (the controls, group_mean vs warm_start and shuffled vs group_mean, are each tested alone). mde80: "
         "smallest difference detectable at 80% power (two-sided 0.05). seeds to detect: seeds (same items) needed "
         f"to detect the observed difference at 80% power; blank when more than {MAX_SEEDS}.")
     section.tables.append(tables.format_frame(analysis.comparisons, tables.COMPARISON_COLUMNS))
