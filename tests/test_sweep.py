@@ -190,8 +190,9 @@ def test_a_trial_past_its_time_limit_is_recorded_as_failed(tmp_path):
                      base={"trainer": {"max_steps": 50, "per_device_train_batch_size": 8, "num_generations": 4,
                                        "max_completion_length": 12}})
     table = pd.read_parquet(run_sweep(path, root=tmp_path / "slow") / "results.parquet")
-    assert list(table["status"]) == ["failed"]
-    assert table["error"].iloc[0].startswith("TrialTimeout: trial exceeded its time limit of 1 s")
+    trained = table[table["param.estimator.name"] == "group_mean"]  # its warm_start control may finish in time
+    assert list(trained["status"]) == ["failed"]
+    assert trained["error"].iloc[0].startswith("TrialTimeout: trial exceeded its time limit of 1 s")
 
 
 def test_missing_local_paths_fail_before_anything_runs(tmp_path):

@@ -98,27 +98,40 @@ def test_a_run_is_repeatable_on_cpu(tmp_path, name):
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() != (tmp_path / "c" / "metrics.jsonl").read_bytes()
 
 
+LEARNING_CONFIG = {
+    "task": {"name": "arithmetic"}, "estimator": {"name": "group_mean", "scale": "group"},
+    "trainer": {"max_steps": 100, "learning_rate": 1e-4, "per_device_train_batch_size": 64, "num_generations": 8,
+                "max_completion_length": 48},
+    "eval": {"n_examples": 500},
+}
+"""The default ablation's trial on `arithmetic` (correctness only, no held-out curve): the learning test's config."""
+
+
 @pytest.mark.slow
-def test_training_raises_the_trained_reward_beyond_noise(tmp_path):
-    """From the default warm start (about 3 minutes on 2 cores, cached for the session), 40 GRPO steps on the
-    semantic-density reward raise it. Measured on 2 CPU cores (torch 2.13, trl 1.16): mean reward 0.769 over the
-    first 10 steps (sd 0.049) and 0.817 over the last 10 (sd 0.024); Welch p ~ 0.01. The assertion asks for a rise
-    of at least 0.02 and p < 0.05. (With correctness alone, accuracy does not rise within CPU budgets: see README.)"""
+def test_grpo_raises_held_out_accuracy_over_the_warm_start(tmp_path):
+    """GRPO from the default warm start (shortcut mixture) raises greedy accuracy on the 500 held-out items.
+
+    Measured on 2 CPU cores with the locked environment: warm start 0.294 on these 500 items; held-out gain after
+    100 steps 0.228 (seed 0, this config), 0.208 and 0.230 (seeds 0 and 1 with max_completion_length 40, which no
+    completion of this task reaches), and the default ablation's group_mean trials on this task and reward (seeds
+    0-2, one thread per trial) in README's findings: mean about 0.22, sd about 0.012. The assertion asks for a gain
+    of at least 0.10 (the testbed issue's effect size), about 10 sd below the mean, and for the items the trained
+    policy gets right to outnumber those it loses in a paired sign test (p < 0.001)."""
     from scipy import stats
 
     from harness.config import RunConfig
+    from harness.trial.train import score_warm_start
 
-    config = RunConfig.model_validate({
-        "estimator": {"name": "group_mean"}, "rewards": {"semantic_density": 1.0},
-        "trainer": {"max_steps": 40, "per_device_train_batch_size": 32, "learning_rate": 1e-4},
-        "eval": {"n_examples": 20},
-    })
-    run_trial(config, tmp_path)
-    rewards = [json.loads(line)["reward"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    first, last = rewards[:10], rewards[-10:]
-    rise = sum(last) / 10 - sum(first) / 10
-    assert rise > 0.02, (first, last)
-    assert stats.ttest_ind(last, first, equal_var=False, alternative="greater").pvalue < 0.05
+    config = RunConfig.model_validate(LEARNING_CONFIG)
+    warm = score_warm_start(config, tmp_path / "warm")["eval"]["accuracy"]
+    trained = run_trial(config, tmp_path / "trained")["eval"]["accuracy"]
+    assert trained - warm > 0.10, (warm, trained)
+    before, after = (
+        {i["item_id"]: i["correct"] for i in map(json.loads, (tmp_path / run / "eval_items.jsonl").open())}
+        for run in ("warm", "trained"))
+    gained = sum(after[k] > before[k] for k in before)
+    lost = sum(after[k] < before[k] for k in before)
+    assert stats.binomtest(gained, gained + lost, alternative="greater").pvalue < 0.001, (gained, lost)
 
 
 def test_a_local_model_directory_can_be_the_policy(tmp_path):
