@@ -39,9 +39,11 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         _limit_threads(payload.get("threads"))
-        with _deadline(payload.get("timeout_s")), _output_to(None if payload.get("verbose") else run_dir / "trial.log"):
+        log = None if payload.get("verbose") else run_dir / "trial.log"
+        with _output_to(log):
+            # imported before the deadline starts: an alarm inside an import leaves half-initialised modules behind
             from harness.trial.train import run_trial, score_warm_start
-
+        with _deadline(payload.get("timeout_s")), _output_to(log):
             config = RunConfig.model_validate(payload["config"])
             record["task"] = config.task.name
             run = score_warm_start if payload.get("control") == "warm_start" else run_trial
