@@ -1,6 +1,6 @@
 """The SLURM path on a real single-node cluster (.ci/slurm-up.sh, SLURM_CONF set): results equal the local run's,
 a failing job is recorded, an array's trials run in parallel, each job gets its own (fake) GPU, Optuna keeps
-suggestions in flight on the cluster."""
+suggestions in flight on the cluster, a two-process trial runs in one job."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from harness.sweep import run_sweep
+from harness.sweep.store import ResultStore
 from tests.test_sweep import overlapping, spans, spec_file, tune_spec
 
 pytestmark = pytest.mark.slurm
@@ -76,3 +77,23 @@ def test_optuna_keeps_two_suggestions_in_flight_on_slurm(tmp_path):
     path = tune_spec(tmp_path, n_trials=2, seeds=1, workers=1)
     root = run_sweep(path, executor="slurm", root=tmp_path / "tune")
     assert len(spans(root)) == 2 and overlapping(spans(root)), spans(root)
+
+
+def test_a_two_process_trial_runs_in_one_job_and_writes_its_run_dir_once(tmp_path):
+    """executor.processes_per_trial 2: the trial's one job launches both training processes (accelerate, gloo on the
+    node's CPUs) and its run directory is written once."""
+    from harness.sweep.run import sweep_trials
+    from harness.sweep.spec import load_spec
+    from tests.test_distributed import assert_written_once, two_process_config
+
+    config = two_process_config()
+    path = spec_file(tmp_path, grid={"estimator.name": [config.estimator.name]}, seeds=1, report=False,
+                     base={"trainer": config.trainer, "eval": config.eval.model_dump()},
+                     executor={"processes_per_trial": 2, "cpus_per_trial": 2, "mem_gb": 2, "trial_timeout_min": 10})
+    root = run_sweep(path, executor="slurm", root=tmp_path / "two")
+    (trial,) = [t for t in sweep_trials(load_spec(path), str(path)) if t.control is None]
+    assert json.loads((root / "trials" / trial.trial_id / "result.json").read_text())["status"] == "done"
+    logs = [log for log in (root / "submitit").glob("*_log.out") if f"trial {trial.trial_id} on " in log.read_text()]
+    assert len(logs) == 1, logs  # one job (one task) for the trial
+    assert_written_once(root / "trials" / trial.trial_id, trial.config, 2)
+    assert ResultStore(root).attempts(trial.trial_id) == 1

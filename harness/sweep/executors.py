@@ -6,6 +6,8 @@
   `array_parallelism` tasks of an array at once, requeued after preemption.
 
 Every executor runs `harness.sweep.payload.execute_trial` and hands back each finished trial's record from `wait`.
+A trial of `processes_per_trial` > 1 processes is started from there with `accelerate launch` (harness.sweep.launch);
+on SLURM its job has `nodes_per_trial` nodes with one task each.
 A trial whose process dies without a record comes back as a failed record made here.
 """
 
@@ -21,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from harness.sweep.launch import launch_settings
 from harness.sweep.payload import execute_trial
 from harness.sweep.spec import ExecutorConfig
 
@@ -77,6 +80,7 @@ class LocalExecutor(Executor):
         super().__init__(on_start)
         self.capacity = config.workers
         self.threads = max(1, (os.cpu_count() or 1) // config.workers)
+        self.launch = launch_settings(config)
         self.queue: deque[Payload] = deque()
         self.futures: dict[Future[Record], Payload] = {}
         self.pool = self._new_pool()
@@ -89,7 +93,7 @@ class LocalExecutor(Executor):
         return len(self.queue) + len(self.futures)
 
     def submit(self, payloads: list[Payload]) -> None:
-        self.queue.extend(p | {"threads": self.threads} for p in payloads)
+        self.queue.extend(p | {"threads": self.threads, "launch": self.launch} for p in payloads)
         self._fill()
 
     def _fill(self) -> None:
@@ -138,7 +142,8 @@ class SubmititExecutor(Executor):
         self.backend = submitit_executor(config, folder)
         self.throttled = config.kind != "slurm"
         self.capacity = config.array_parallelism if config.kind == "slurm" else config.workers
-        self.threads = config.cpus_per_trial
+        self.threads = config.cpus_per_trial // config.nodes_per_trial  # a node's share
+        self.launch = launch_settings(config)
         self.queue: deque[Payload] = deque()
         self.jobs: dict[Any, Payload] = {}
 
@@ -147,7 +152,7 @@ class SubmititExecutor(Executor):
         return len(self.queue) + len(self.jobs)
 
     def submit(self, payloads: list[Payload]) -> None:
-        self.queue.extend(p | {"threads": self.threads} for p in payloads)
+        self.queue.extend(p | {"threads": self.threads, "launch": self.launch} for p in payloads)
         self._fill()
 
     def _fill(self) -> None:
@@ -194,15 +199,18 @@ def submitit_executor(config: ExecutorConfig, folder: Path) -> Any:
         executor.update_parameters(timeout_min=timeout_min)
         return executor
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=config.requeues)
+    nodes = config.nodes_per_trial  # one task per node, each launching its share of the trial's processes
     params: dict[str, Any] = {
         "timeout_min": timeout_min + SLURM_MARGIN_MIN,  # the trial's own deadline fires first and records it
-        "cpus_per_task": config.cpus_per_trial,
-        "mem_gb": config.mem_gb,
+        "nodes": nodes,
+        "tasks_per_node": 1,
+        "cpus_per_task": config.cpus_per_trial // nodes,
+        "mem_gb": config.mem_gb / nodes,
         "slurm_array_parallelism": config.array_parallelism,
         "slurm_additional_parameters": dict(config.sbatch),
     }
     if config.gpus_per_trial:
-        params["gpus_per_node"] = config.gpus_per_trial
+        params["gpus_per_node"] = config.gpus_per_trial // nodes
     if config.partition:
         params["slurm_partition"] = config.partition
     if config.account:

@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.config import RunConfig
 from harness.lock import lock_hash
+from harness.sweep.launch import launch_trial, machine_rank
 from harness.sweep.store import ResultStore
 
 
@@ -27,11 +28,15 @@ class TrialTimeout(Exception):
 
 
 def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run the trial described by `payload` (trial_id, params, seed, config, sweep_root, timeout_s, threads) and
-    write its result record (status `done` with metrics, or `failed` with the traceback)."""
+    """Run the trial described by `payload` (trial_id, params, seed, config, sweep_root, timeout_s, threads, launch)
+    and write its result record (status `done` with metrics, or `failed` with the traceback)."""
     store = ResultStore(Path(payload["sweep_root"]))
     trial_id = payload["trial_id"]
     run_dir = store.trial_dir(trial_id)
+    launch = payload.get("launch")  # several training processes: accelerate launch (harness.sweep.launch)
+    if launch and machine_rank(launch) > 0:  # a further node of a multi-node trial: the first node records it
+        launch_trial(RunConfig.model_validate(payload["config"]), run_dir, launch, payload.get("threads"))
+        return {}
     record: dict[str, Any] = {"trial_id": trial_id, "params": payload["params"], "seed": payload["seed"],
                               "run_dir": str(run_dir), "host": os.uname().nodename, "lock": lock_hash()}
     store.record_attempt(trial_id)
@@ -46,8 +51,11 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
         with _deadline(payload.get("timeout_s")), _output_to(log):
             config = RunConfig.model_validate(payload["config"])
             record["task"] = config.task.name
-            run = score_warm_start if payload.get("control") == "warm_start" else run_trial
-            summary = run(config, run_dir)
+            if launch and payload.get("control") is None:
+                summary = launch_trial(config, run_dir, launch, payload.get("threads"))
+            else:
+                run = score_warm_start if payload.get("control") == "warm_start" else run_trial
+                summary = run(config, run_dir)
         record |= {"status": "done", "final": summary["final"], "eval": summary["eval"],
                    "train_seconds": summary["train_seconds"], "reward_failures": summary["reward_failures"]}
     except BaseException as error:  # noqa: BLE001  (KeyboardInterrupt too: record it, then re-raise below)

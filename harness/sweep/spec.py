@@ -58,7 +58,11 @@ class OptunaConfig(Strict):
 
 
 class ExecutorConfig(Strict):
-    """Where trials run: `local` (worker processes), `submitit-local`, or `slurm` (job arrays through submitit)."""
+    """Where trials run: `local` (worker processes), `submitit-local`, or `slurm` (job arrays through submitit).
+
+    A trial with `processes_per_trial` > 1 trains through `accelerate launch` started by its worker (see
+    harness.sweep.launch); on SLURM its job gets `nodes_per_trial` nodes and the trial's GPUs, CPUs and memory,
+    split evenly across them."""
 
     kind: Literal["local", "submitit-local", "slurm"] = "local"
     workers: int = Field(1, ge=1, description="local / submitit-local: trials at once")
@@ -71,6 +75,32 @@ class ExecutorConfig(Strict):
     array_parallelism: int = Field(16, ge=1)
     requeues: int = Field(3, ge=0, description="slurm: resubmissions after preemption")
     sbatch: dict[str, Any] = Field(default_factory=dict, description="extra sbatch flags, e.g. {qos: high}")
+    processes_per_trial: int = Field(1, ge=1, description="training processes of one trial, over all its nodes")
+    nodes_per_trial: int = Field(1, ge=1, description="slurm: nodes of one trial's job")
+    accelerate_config: str | None = Field(None, description="accelerate config file of a multi-process trial "
+                                          "(DDP, FSDP or DeepSpeed settings), passed as --config_file")
+
+    @model_validator(mode="after")
+    def _processes(self) -> ExecutorConfig:
+        nodes, processes = self.nodes_per_trial, self.processes_per_trial
+        if nodes > 1 and self.kind != "slurm":
+            raise ValueError(f"nodes_per_trial is {nodes} with kind {self.kind!r}; allowed: 1, or kind 'slurm' "
+                             "for several nodes")
+        for key in ("processes_per_trial", "gpus_per_trial", "cpus_per_trial"):
+            if getattr(self, key) % nodes:
+                raise ValueError(f"{key} is {getattr(self, key)}; allowed: a multiple of nodes_per_trial ({nodes}), "
+                                 "each node taking an equal share")
+        if processes > 1 and self.gpus_per_trial not in (0, processes):
+            raise ValueError(f"gpus_per_trial is {self.gpus_per_trial} with processes_per_trial {processes}; "
+                             f"allowed: 0 (CPU processes) or {processes} (one GPU per process)")
+        if self.accelerate_config is not None:
+            if processes == 1:
+                raise ValueError("accelerate_config is set but processes_per_trial is 1; allowed: "
+                                 "processes_per_trial > 1 (one process trains inside the worker, without accelerate)")
+            if not Path(self.accelerate_config).is_file():
+                raise ValueError(f"accelerate_config: no such file: {self.accelerate_config} "
+                                 f"({Path(self.accelerate_config).absolute()})")
+        return self
 
 
 class ReportConfig(Strict):

@@ -3,6 +3,9 @@
 Reads a run config, loads the task and the (warm-started) policy, trains with TRL's GRPOTrainer using the configured
 estimator and reward mix, scores the final checkpoint on the test split and writes the run directory:
 `config.yaml` (resolved), `metrics.jsonl` (one line per step), `checkpoint/`, `eval.json` and `summary.json`.
+
+Under `accelerate launch --num_processes N` every process trains on its share of each batch; only the main process
+writes the run directory and scores the checkpoint (summary.json records `processes`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import torch
 import yaml
+from accelerate import PartialState
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging as transformers_logging
@@ -121,9 +125,10 @@ class MetricsWriter(TrainerCallback):
                   "step_seconds": seconds,
                   "tokens_per_second": (tokens - self._tokens_before) / seconds if seconds > 0 else 0.0}
         self._tokens_before = tokens
-        append_jsonl(self.metrics_path, row)
-        append_jsonl(self.timing_path, timing)
-        self.progress.update(state.global_step, row.get("reward", math.nan))
+        if state.is_world_process_zero:  # every process logs the same (gathered) figures: the main one writes
+            append_jsonl(self.metrics_path, row)
+            append_jsonl(self.timing_path, timing)
+            self.progress.update(state.global_step, row.get("reward", math.nan))
         for key in ("loss", "grad_norm"):  # an infinite gradient leaves NaN weights behind: stop there too
             if key in logs and not math.isfinite(float(logs[key])):
                 raise NonFiniteLoss(f"{key} is {logs[key]} at step {state.global_step}")
@@ -139,19 +144,22 @@ class HeldOutCurve(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        model: Any = None, **kw: Any) -> None:
         if state.global_step == 0:
-            self._score(model, 0)
+            self._score(model, 0, state)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     model: Any = None, **kw: Any) -> None:
         if state.global_step % self.config.every_steps == 0:
-            self._score(model, state.global_step)
+            self._score(model, state.global_step, state)
 
-    def _score(self, model: Any, step: int) -> None:
-        was_training = model.training
-        scored = greedy_accuracy(model, self.tokenizer, self.records, self.config.max_new_tokens,
-                                 self.config.batch_size)
-        model.train(was_training)
-        append_jsonl(self.path, {"step": step, "accuracy": scored["accuracy"], "n": scored["n"]})
+    def _score(self, model: Any, step: int, state: TrainerState) -> None:
+        """Score on the main process alone (every process holds the same weights); the others wait for it."""
+        if state.is_world_process_zero:
+            was_training = model.training
+            scored = greedy_accuracy(model, self.tokenizer, self.records, self.config.max_new_tokens,
+                                     self.config.batch_size)
+            model.train(was_training)
+            append_jsonl(self.path, {"step": step, "accuracy": scored["accuracy"], "n": scored["n"]})
+        PartialState().wait_for_everyone()
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
@@ -179,14 +187,15 @@ class Progress:
 def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     """Train and evaluate one trial into `out_dir`; returns the summary (also written to summary.json)."""
     started = time.perf_counter()
-    write_run_config(config, out_dir)
-    for name in ("metrics.jsonl", "timing.jsonl", "eval_curve.jsonl"):
-        (out_dir / name).unlink(missing_ok=True)
-
     splits = load_task(config.task)
     policy, tokenizer, model_dir = load_policy(config.model, config.task)
     mix = reward_mix(config, policy, tokenizer)
     args = grpo_arguments(config, out_dir, mix.weights)
+    state = PartialState()  # the trial's processes (set up by `args`): only the main process writes run files
+    if state.is_main_process:
+        write_run_config(config, out_dir)
+        for name in ("metrics.jsonl", "timing.jsonl", "eval_curve.jsonl"):
+            (out_dir / name).unlink(missing_ok=True)
     progress = Progress(args.max_steps, f"{config.estimator.name} seed {config.seed}")
     callbacks: list[TrainerCallback] = [MetricsWriter(out_dir, progress)]
     if config.eval.every_steps:
@@ -206,13 +215,16 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
         trainer.train()
     train_seconds = time.perf_counter() - started
     save_checkpoint(trainer, tokenizer, model_dir, out_dir / "checkpoint")
+    if not state.is_main_process:  # the main process scores the checkpoint and writes the summary
+        state.wait_for_everyone()
+        return json.loads((out_dir / "summary.json").read_text())
     evaluation = score_held_out(trainer.model, tokenizer, splits.test, mix, config, out_dir)
     if config.eval.lm_eval:
         from harness.trial.evaluate import evaluate_run
 
         scored = evaluate_run(out_dir, config.eval.lm_eval_tasks, limit=config.eval.n_examples)["metrics"]
         evaluation |= lm_eval_summary(scored)
-    return write_summary(out_dir, {
+    summary = write_summary(out_dir, {
         "config_hash": config.config_hash(),
         "final": final_metrics(out_dir / "metrics.jsonl"),
         "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
@@ -220,7 +232,10 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - started,
         "model_dir": str(model_dir),
         "reward_failures": {fn.name: fn.failures for fn in mix.components},
+        "processes": state.num_processes,
     })
+    state.wait_for_everyone()
+    return summary
 
 
 def score_warm_start(config: RunConfig, out_dir: Path) -> dict[str, Any]:
@@ -266,11 +281,14 @@ def write_summary(out_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_checkpoint(trainer: Any, tokenizer: Any, model_dir: Path, checkpoint: Path) -> None:
-    """Save the trained policy and its tokenizer (with the tiny-model marker, so it loads like its source)."""
+    """Save the trained policy and its tokenizer (with the tiny-model marker, so it loads like its source). Every
+    process calls it (the trainer gathers sharded weights and writes them from the main process); the main process
+    writes the rest."""
     trainer.save_model(str(checkpoint))
-    tokenizer.save_pretrained(checkpoint)
-    if (model_dir / WARM_START_MARKER).is_file():
-        shutil.copy(model_dir / WARM_START_MARKER, checkpoint / WARM_START_MARKER)
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(checkpoint)
+        if (model_dir / WARM_START_MARKER).is_file():
+            shutil.copy(model_dir / WARM_START_MARKER, checkpoint / WARM_START_MARKER)
 
 
 def final_metrics(metrics_path: Path, last: int = 5) -> dict[str, float]:
@@ -295,8 +313,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(error)) from None
     out = args.out or Path("runs/single") / config.config_hash()
     summary = run_trial(config, out)
-    print(json.dumps({"run_dir": str(out), "eval_accuracy": summary["eval"]["accuracy"],
-                      "wall_seconds": round(summary["wall_seconds"], 1)}, indent=2))
+    if PartialState().is_main_process:  # once per trial under `accelerate launch`
+        print(json.dumps({"run_dir": str(out), "eval_accuracy": summary["eval"]["accuracy"],
+                          "wall_seconds": round(summary["wall_seconds"], 1)}, indent=2))
 
 
 if __name__ == "__main__":

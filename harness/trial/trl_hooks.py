@@ -4,7 +4,8 @@ TRL 1.16 computes GRPO advantages inside `_generate_and_score_completions`, from
 `_calculate_rewards` gathers across processes. `EstimatorGRPOTrainer` keeps that matrix, lets TRL finish, then
 replaces `output["advantages"]` (before `_prepare_inputs` shuffles the batch, while groups are contiguous) with the
 configured estimator's advantages over `[B, G]`: weighted rewards, the completions' summed log-probs under the
-sampling policy and their lengths, gathered across processes and sliced back to this process as TRL does.
+sampling policy and their lengths, gathered across processes and sliced back to this process as TRL does
+(`harness.trial.distributed.process_advantages`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import trl
 from trl import GRPOTrainer
 
 from estimators import Estimator
+from harness.trial.distributed import process_advantages
 
 TESTED_TRL_VERSION = "1.16.0"
 HOOKED_METHODS = {
@@ -71,28 +73,24 @@ class EstimatorGRPOTrainer(GRPOTrainer):
         assert self._rewards_per_func is not None, "TRL no longer calls _calculate_rewards"
         rewards_per_func, self._rewards_per_func = self._rewards_per_func, None
 
+        rows = len(output["completion_ids"])  # TRL gathered every process's rows: keep this process's own
+        rewards_per_func = rewards_per_func[self.accelerator.process_index * rows:][:rows]
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
         scored = ~torch.isnan(rewards_per_func).all(dim=1)  # TRL's unscorable completions: masked out
-        policy_inputs: dict[str, torch.Tensor] = {}
-        if self.estimator.needs_logprobs:  # the extra log-prob pass only for estimators that read the policy
-            seq_logprobs, lengths = self._sequence_logprobs(output, mode)
-            policy_inputs = {
-                "seq_logprobs": self.accelerator.gather(seq_logprobs).view(-1, group).to(rewards.dtype),
-                "lengths": self.accelerator.gather(lengths).view(-1, group).to(rewards.dtype),
-            }
-        elif self.estimator.needs_lengths:  # completion token counts only: no log-prob pass
-            lengths = self.accelerator.gather(output["completion_mask"].sum(dim=1))
-            policy_inputs = {"lengths": lengths.view(-1, group).to(rewards.dtype)}
-        advantages = self.estimator(rewards.view(-1, group), mask=scored.view(-1, group), **policy_inputs)
-        local = len(output["completion_ids"])
-        process_slice = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
+        batch = process_advantages(
+            self.estimator, rewards, scored, group=group, process_index=self.accelerator.process_index,
+            gather=self.accelerator.gather,
+            # the extra log-prob pass only for estimators that read the policy
+            seq_logprobs=self._sequence_logprobs(output, mode) if self.estimator.needs_logprobs else None,
+            lengths=output["completion_mask"].sum(dim=1) if self.estimator.needs_lengths else None,
+        )
         self.last_trl_advantages = output["advantages"]
-        output["advantages"] = advantages.flatten()[process_slice].to(output["advantages"].dtype)
-        self._log_advantages(advantages, scored.view(-1, group), mode)
+        output["advantages"] = batch.local.to(output["advantages"].dtype)
+        self._log_advantages(batch.advantages, batch.mask, mode)
         return output
 
-    def _sequence_logprobs(self, output: dict[str, Any], mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed completion log-probs under the sampling policy and completion lengths (this process's rows).
+    def _sequence_logprobs(self, output: dict[str, Any], mode: str) -> torch.Tensor:
+        """Summed completion log-probs under the sampling policy (this process's rows).
 
         TRL computes `old_per_token_logps` only when it needs them; otherwise one no-grad pass computes them here,
         stored as `old_per_token_logps` (identical values to the current policy's when num_iterations == 1)."""
@@ -109,7 +107,7 @@ class EstimatorGRPOTrainer(GRPOTrainer):
                     else self.args.per_device_eval_batch_size,
                 )
             output["old_per_token_logps"] = old
-        return (old * mask).sum(dim=1), mask.sum(dim=1).float()
+        return (old * mask).sum(dim=1)
 
     def _log_advantages(self, advantages: torch.Tensor, mask: torch.Tensor, mode: str) -> None:
         valid = advantages[mask]
