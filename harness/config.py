@@ -73,7 +73,7 @@ class ModelConfig(Strict):
 
     path: str | None = Field(None, description="local model directory; None builds the tiny model")
     hidden_size: int = Field(128, ge=16)
-    layers: int = Field(4, ge=1)
+    layers: int = Field(2, ge=1)
     heads: int = Field(4, ge=1)
     warm_start_steps: int = Field(700, ge=0)
     warm_start_lr: float = Field(3e-3, gt=0)
