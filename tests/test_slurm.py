@@ -1,6 +1,7 @@
 """The SLURM path on a real single-node cluster (.ci/slurm-up.sh, SLURM_CONF set): results equal the local run's,
 a failing job is recorded, an array's trials run in parallel, each job gets its own (fake) GPU, Optuna keeps
-suggestions in flight on the cluster, a two-process trial runs in one job."""
+suggestions in flight on the cluster, a two-process trial runs in one job, a preempted job resumes its trial from the
+last checkpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +20,8 @@ import pytest
 
 from harness.sweep import run_sweep
 from harness.sweep.store import ResultStore
+from tests.conftest import ROOT
+from tests.test_resume import assert_resumed, resumable_spec, wait_for_checkpoint
 from tests.test_sweep import overlapping, spans, spec_file, tune_spec
 
 pytestmark = pytest.mark.slurm
@@ -77,6 +84,55 @@ def test_optuna_keeps_two_suggestions_in_flight_on_slurm(tmp_path):
     path = tune_spec(tmp_path, n_trials=2, seeds=1, workers=1)
     root = run_sweep(path, executor="slurm", root=tmp_path / "tune")
     assert len(spans(root)) == 2 and overlapping(spans(root)), spans(root)
+
+
+def test_a_preempted_job_is_requeued_and_resumes_its_trial_from_the_last_checkpoint(tmp_path):
+    """Once the trial has a checkpoint its job gets SIGUSR2, as SLURM signals a job before preempting it or at its
+    time limit (submitit's `--signal=USR2@90`): submitit's checkpoint hook (RequeueableTrial.checkpoint) runs
+    `scontrol requeue <job id>` and the job exits; SLURM runs it again and the trial continues from its latest
+    checkpoint (continuous metrics, finished steps not trained again, one result). A plain `scontrol requeue` from
+    outside is not used here: SLURM then sends SIGTERM, which submitit ignores, and kills the job KillWait (5 s)
+    later, by when this tiny trial (0.1-2 s a step) may have finished; such a job's rerun returns the recorded
+    result without training (execute_trial)."""
+    path, trial_id = resumable_spec(tmp_path, cpus_per_trial=1, mem_gb=1, trial_timeout_min=10)
+    root = tmp_path / "requeue"
+    driver = subprocess.Popen([sys.executable, "-m", "harness.sweep", str(path), "--executor", "slurm",
+                               "--runs-dir", str(root)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        wait_for_checkpoint(ResultStore(root).trial_dir(trial_id), timeout_s=300)
+        job = job_ids(root)[trial_id]
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        deadline = time.time() + 60
+        while job_state(job) != "PENDING":  # requeued
+            assert time.time() < deadline, f"job {job} was not requeued: {job_state(job)}"
+            time.sleep(0.2)
+        # SLURM holds a requeued job back for two minutes; let it start now
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+        assert driver.wait(timeout=600) == 0, driver.stderr.read()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    # submitit's log lines of the signal went to the trial's log (its stdout and stderr while it runs)
+    assert f"Requeued job {job}" in (ResultStore(root).trial_dir(trial_id) / "trial.log").read_text()
+    assert_resumed(root, trial_id)
+
+
+def job_state(job: str) -> str:
+    """The SLURM state of `job` (empty once it left the queue)."""
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
+def job_ids(root: Path) -> dict[str, str]:
+    """Trial id -> its SLURM job id (`<array job>_<task>` for an array task), from the job logs
+    (`<job id>_<rank>_log.out`) and their first lines."""
+    found = {}
+    for log in (root / "submitit").glob("*_log.out"):
+        match = re.search(r"^trial (\S+) on ", log.read_text(), re.MULTILINE)
+        if match:
+            found[match.group(1)] = re.fullmatch(r"(.+)_\d+_log\.out", log.name).group(1)
+    return found
 
 
 def test_a_two_process_trial_runs_in_one_job_and_writes_its_run_dir_once(tmp_path):

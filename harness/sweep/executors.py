@@ -221,7 +221,11 @@ def submitit_executor(config: ExecutorConfig, folder: Path) -> Any:
 
 class RequeueableTrial:
     """Callable submitted to submitit; on preemption or timeout signal submitit resubmits the same trial. The job's
-    log (`<folder>/<job id>_log.out`) starts with the trial and the devices it was given."""
+    log (`<folder>/<job id>_log.out`) starts with the trial and the devices it was given.
+
+    The requeued job (after this checkpoint hook, or after `scontrol requeue`) runs the same payload in the same run
+    directory: a trial with `trainer.save_steps` resumes from its latest checkpoint (harness.trial.checkpoints)
+    instead of step 0; one without starts again."""
 
     def __call__(self, payload: Payload) -> Record:
         devices = os.environ.get("CUDA_VISIBLE_DEVICES", "")

@@ -29,7 +29,8 @@ class TrialTimeout(Exception):
 
 def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
     """Run the trial described by `payload` (trial_id, params, seed, config, sweep_root, timeout_s, threads, launch)
-    and write its result record (status `done` with metrics, or `failed` with the traceback)."""
+    and write its result record (status `done` with metrics, or `failed` with the traceback). A trial interrupted
+    earlier in the same run directory resumes from its last `trainer.save_steps` checkpoint (run_trial)."""
     store = ResultStore(Path(payload["sweep_root"]))
     trial_id = payload["trial_id"]
     run_dir = store.trial_dir(trial_id)
@@ -37,6 +38,8 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
     if launch and machine_rank(launch) > 0:  # a further node of a multi-node trial: the first node records it
         launch_trial(RunConfig.model_validate(payload["config"]), run_dir, launch, payload.get("threads"))
         return {}
+    if (finished := store.result(trial_id)) is not None and finished.get("status") == "done":
+        return finished  # a job requeued after its trial finished (a race with a requeue): recorded once, not rerun
     record: dict[str, Any] = {"trial_id": trial_id, "params": payload["params"], "seed": payload["seed"],
                               "run_dir": str(run_dir), "host": os.uname().nodename, "lock": lock_hash()}
     store.record_attempt(trial_id)
@@ -58,10 +61,12 @@ def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
                 summary = run(config, run_dir)
         record |= {"status": "done", "final": summary["final"], "eval": summary["eval"],
                    "train_seconds": summary["train_seconds"], "reward_failures": summary["reward_failures"]}
-    except BaseException as error:  # noqa: BLE001  (KeyboardInterrupt too: record it, then re-raise below)
+    except BaseException as error:  # noqa: BLE001  (interrupts too: record them, then re-raise below)
         record |= {"status": "failed", "error": f"{type(error).__name__}: {error}",
                    "traceback": traceback.format_exc()}
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            # Ctrl-C, or submitit's exit after requeueing a preempted SLURM job: the process ends without a
+            # result to hand back (the requeued job resumes the trial from its last checkpoint and records it)
             raise
     finally:
         record["wall_seconds"] = time.perf_counter() - started

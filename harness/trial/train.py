@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import yaml
 from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging as transformers_logging
@@ -33,6 +34,7 @@ import estimators
 import rewards
 from harness.cli import HelpFormatter
 from harness.config import ConfigError, EvalConfig, RunConfig, load_run_config
+from harness.trial.checkpoints import checkpoint_arguments, prepare_run_dir, remove_checkpoints
 from harness.trial.model import WARM_START_MARKER, load_policy
 from harness.trial.scoring import greedy_accuracy, score_items
 from harness.tasks import load_task, prompt_for
@@ -63,14 +65,16 @@ class NonFiniteLoss(RuntimeError):
 
 
 def grpo_arguments(config: RunConfig, out_dir: Path, reward_weights: list[float]) -> GRPOConfig:
-    """GRPOConfig: CPU-friendly defaults, the device's precision, the config's `trainer:` block, then the seed and
-    the reward mix's weights (the harness owns those)."""
+    """GRPOConfig: CPU-friendly defaults, full-state checkpoints when the `trainer:` block sets `save_steps`
+    (harness.trial.checkpoints), the device's precision, the config's `trainer:` block, then the seed and the
+    reward mix's weights (the harness owns those)."""
     cuda = torch.cuda.is_available()
     device = {"use_cpu": not cuda, "bf16": cuda and torch.cuda.is_bf16_supported(), "fp16": False}
     owned = {"seed": config.seed, "data_seed": config.seed, "reward_weights": reward_weights}
     if "wandb" in str(config.trainer.get("report_to", "")):
         os.environ.setdefault("WANDB_MODE", "offline")  # offline-safe: `wandb sync` later, or set WANDB_MODE=online
-    return GRPOConfig(output_dir=str(out_dir / "trl"), **(CPU_DEFAULTS | device | config.trainer | owned))
+    arguments = CPU_DEFAULTS | checkpoint_arguments(config.trainer) | device | config.trainer | owned
+    return GRPOConfig(output_dir=str(out_dir / "trl"), **arguments)
 
 
 def grpo_dataset(records: list[dict[str, str]]) -> Dataset:
@@ -110,6 +114,10 @@ class MetricsWriter(TrainerCallback):
         self._step_started = time.perf_counter()
         self._tokens_before = 0.0
 
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kw: Any) -> None:
+        self._tokens_before = float(state.num_input_tokens_seen)  # not 0 when resumed from a checkpoint
+
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._step_started = time.perf_counter()
 
@@ -122,7 +130,7 @@ class MetricsWriter(TrainerCallback):
         row = {"step": state.global_step, **{k: v for k, v in logs.items() if k not in WALL_CLOCK_KEYS},
                "accuracy": logs.get("rewards/correctness/mean")}
         timing = {"step": state.global_step, **{k: logs[k] for k in WALL_CLOCK_KEYS if k in logs},
-                  "step_seconds": seconds,
+                  "step_seconds": seconds, "pid": os.getpid(),
                   "tokens_per_second": (tokens - self._tokens_before) / seconds if seconds > 0 else 0.0}
         self._tokens_before = tokens
         if state.is_world_process_zero:  # every process logs the same (gathered) figures: the main one writes
@@ -185,17 +193,21 @@ class Progress:
 
 
 def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
-    """Train and evaluate one trial into `out_dir`; returns the summary (also written to summary.json)."""
+    """Train and evaluate one trial into `out_dir`; returns the summary (also written to summary.json).
+
+    A run of the same config interrupted after a `trainer.save_steps` checkpoint resumes from it (see
+    harness.trial.checkpoints); `train_seconds` and `wall_seconds` then count this attempt only."""
     started = time.perf_counter()
     splits = load_task(config.task)
     policy, tokenizer, model_dir = load_policy(config.model, config.task)
     mix = reward_mix(config, policy, tokenizer)
     args = grpo_arguments(config, out_dir, mix.weights)
     state = PartialState()  # the trial's processes (set up by `args`): only the main process writes run files
+    resume = None  # the latest checkpoint of an interrupted run of this config, or None
     if state.is_main_process:
+        resume = prepare_run_dir(config, out_dir)
         write_run_config(config, out_dir)
-        for name in ("metrics.jsonl", "timing.jsonl", "eval_curve.jsonl"):
-            (out_dir / name).unlink(missing_ok=True)
+    resume = broadcast_object_list([resume])[0]  # every process resumes from the main process's choice
     progress = Progress(args.max_steps, f"{config.estimator.name} seed {config.seed}")
     callbacks: list[TrainerCallback] = [MetricsWriter(out_dir, progress)]
     if config.eval.every_steps:
@@ -212,7 +224,7 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     )
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl and the progress bar, not stdout
     with progress.bar:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
     save_checkpoint(trainer, tokenizer, model_dir, out_dir / "checkpoint")
     if not state.is_main_process:  # the main process scores the checkpoint and writes the summary
@@ -234,6 +246,7 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
         "reward_failures": {fn.name: fn.failures for fn in mix.components},
         "processes": state.num_processes,
     })
+    remove_checkpoints(out_dir)  # only an unfinished trial resumes; the trained policy is in checkpoint/
     state.wait_for_everyone()
     return summary
 
