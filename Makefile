@@ -1,6 +1,7 @@
 # The two set-up commands of README: `make demo` (the main job on CPU) and `make test`.
 # Each creates or refreshes the virtual environment itself from requirements.lock (exact versions of every package;
 # `make lock` rewrites it from pyproject.toml in a fresh venv). constraints.txt keeps the CPU torch pinned.
+# --no-compile: pip skips byte-compiling every installed module; Python compiles the ones it imports on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ LOCK_VENV := .lock-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -r requirements.lock
+	$(PY) -m pip install -q --no-compile -c constraints.txt -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m harness.lock check
 	touch $@

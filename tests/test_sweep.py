@@ -123,6 +123,48 @@ def test_two_drivers_on_one_store_run_each_trial_once(tmp_path):
     assert len(pd.read_parquet(root / "results.parquet")) == len(trials)
 
 
+def test_local_workers_get_one_warm_start_each_first_then_trials_whose_warm_start_is_ready():
+    """The default ablation: its two warm starts lead the queue (one per worker, each trained by a `warm_start`
+    control), then every arithmetic trial, then every multihop one."""
+    from harness.sweep.run import warm_starts_first
+
+    trials = sweep_trials(load_spec(ROOT / "sweeps" / "ablation.yaml"), "ablation")
+    ordered = warm_starts_first(trials)
+    assert sorted(t.trial_id for t in ordered) == sorted(t.trial_id for t in trials)
+    assert [(t.config.task.name, t.control) for t in ordered[:2]] == [("arithmetic", "warm_start"),
+                                                                      ("multihop", "warm_start")]
+    tasks = [t.config.task.name for t in ordered[2:]]
+    assert tasks == sorted(tasks) and tasks.count("multihop") == tasks.count("arithmetic") == len(trials) // 2 - 1
+
+
+COUNTED_WARM_START = r"""
+import sys
+import harness.trial.model as model
+from harness.config import ModelConfig, TaskConfig
+
+train = model.train_warm_start
+def counted(*args):
+    with open(sys.argv[1], "a") as log:
+        log.write("trained\n")
+    train(*args)
+model.train_warm_start = counted
+print(model.ensure_warm_start(ModelConfig(hidden_size=32, layers=1, heads=2, warm_start_steps=40), TaskConfig()))
+"""
+
+
+def test_processes_asking_for_one_warm_start_at_once_train_it_once(tmp_path):
+    log = tmp_path / "trainings.log"
+    env = os.environ | {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    processes = [subprocess.Popen([sys.executable, "-c", COUNTED_WARM_START, str(log)], cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert log.read_text() == "trained\n"
+    assert outputs[0][0].strip() == outputs[1][0].strip()
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == \
+        [Path(outputs[0][0].strip()).name]
+
+
 def test_submitit_local_executor_gives_the_local_results(tmp_path):
     path = spec_file(tmp_path, grid={"estimator.name": ["attenuated_pairwise"]}, seeds=[0])
     local = run_sweep(path, root=tmp_path / "local")

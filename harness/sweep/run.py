@@ -25,8 +25,8 @@ from harness.config import ConfigError
 from harness.sweep.eta import estimate
 from harness.sweep.executors import Executor, Record, make_executor
 from harness.sweep.optuna_search import optuna_storage, run_optuna
-from harness.sweep.spec import (SweepSpec, Trial, grid_trials, load_spec, make_trial, optuna_probe_trials,
-                                spec_hash, warm_start_controls)
+from harness.sweep.spec import (WARM_START, SweepSpec, Trial, grid_trials, load_spec, make_trial,
+                                optuna_probe_trials, spec_hash, warm_start_controls)
 from harness.sweep.store import ResultStore, atomic_write
 
 __all__ = ["main", "optuna_storage", "prepare_warm_starts", "run_sweep"]
@@ -72,7 +72,7 @@ class SweepProgress:
                    else (str(record.get("error", "")).splitlines() or ["no error recorded"])[0][:160])
         self.bar.console.print(f"{'[green]done[/green]' if done else '[red]FAIL[/red]'} "
                                f"{escape(arm(record['params']))} seed={record['seed']} {escape(outcome)}{seconds}",
-                               highlight=False)
+                               highlight=False, soft_wrap=True)  # one line per trial, also in a log file
 
     def skipped(self, record: Record) -> None:
         """A trial finished earlier or by another driver: counted, no line."""
@@ -82,7 +82,8 @@ class SweepProgress:
     def told(self, number: int, params: dict[str, Any], value: float | None) -> None:
         """An Optuna suggestion told to the study."""
         self.bar.console.print(f"optuna #{number} {escape(arm(params))}: "
-                               + ("FAIL" if value is None else f"objective {value:.4g}"), highlight=False)
+                               + ("FAIL" if value is None else f"objective {value:.4g}"), highlight=False,
+                               soft_wrap=True)
 
 
 class Sweep:
@@ -132,10 +133,16 @@ class Sweep:
         return make_executor(self.spec.executor, self.root / "submitit", progress.started)
 
     def submit(self, trials: list[Trial], executor: Executor) -> None:
-        """Train the trials' warm starts here if needed, then hand the (claimed) trials to `executor`."""
-        if trials:
+        """Hand the (claimed) trials to `executor`. Local workers train the warm starts themselves, in the order of
+        `warm_starts_first`, so trials whose warm start is ready run while a slower one trains; for cluster jobs the
+        driver trains them first (jobs on other hosts would each train their own)."""
+        if not trials:
+            return
+        if self.spec.executor.kind == "local":
+            trials = warm_starts_first(trials)
+        else:
             prepare_warm_starts(trials, self.spec.executor.workers)
-            executor.submit([self.payload(t) for t in trials])
+        executor.submit([self.payload(t) for t in trials])
 
     def finish(self, record: Record) -> None:
         """Store the record of a trial this driver ran (unless its runner stored a finished one), release it and
@@ -169,6 +176,20 @@ def prepare_warm_starts(trials: list[Trial], workers: int = 1) -> None:
     from harness.trial.model import ensure_warm_starts
 
     ensure_warm_starts([(t.config.model, t.config.task) for t in trials], workers)
+
+
+def warm_starts_first(trials: list[Trial]) -> list[Trial]:
+    """`trials` grouped by the tiny-model warm start they share, each group led by its `warm_start` control (or its
+    first trial): the groups' leaders come first, so each of the first workers trains a different warm start (its
+    trial's wall time includes that) and the rest of a group follows once its warm start is cached; trials on a
+    local model directory come last."""
+    groups: dict[str, list[Trial]] = {}
+    for trial in sorted(trials, key=lambda t: t.control != WARM_START):  # stable: controls lead their group
+        model = trial.config.model
+        key = "" if model.path is not None else model.model_dump_json() + trial.config.task.model_dump_json()
+        groups.setdefault(key, []).append(trial)
+    ordered = [group for key, group in groups.items() if key]
+    return [group[0] for group in ordered] + [t for group in ordered for t in group[1:]] + groups.get("", [])
 
 
 def sweep_trials(spec: SweepSpec, label: str) -> list[Trial]:

@@ -7,9 +7,11 @@ that solves some test problems; it is cached under `runs/cache/warm-<hash>/` key
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+import shutil
 import string
 import time
 from pathlib import Path
@@ -110,15 +112,26 @@ def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig) -> Path:
 
 
 def ensure_warm_start(model_config: ModelConfig, task_config: TaskConfig) -> Path:
-    """Directory of the warm-started tiny model, trained and saved (atomically, by rename) on first use."""
+    """Directory of the warm-started tiny model, trained and saved on first use. Processes of this machine that ask
+    for the same warm start meanwhile wait on its lock file instead of training it again."""
     target = warm_start_dir(model_config, task_config)
     if (target / WARM_START_MARKER).is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.with_name(f"{target.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / WARM_START_MARKER).is_file():
+            train_warm_start(model_config, task_config, target)
+    return target
+
+
+def train_warm_start(model_config: ModelConfig, task_config: TaskConfig, target: Path) -> None:
+    """Train the warm start and save it to `target` atomically (staged, then renamed; if another host renamed its
+    copy first, that one is kept)."""
     tokenizer = build_tokenizer()
     model = build_tiny_model(model_config, tokenizer, seed=0)
     started = time.perf_counter()
     losses = warm_start(model, load_task(task_config).train, tokenizer, model_config, seed=0)
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f"{target.name}.tmp-{time.time_ns()}")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
@@ -128,8 +141,7 @@ def ensure_warm_start(model_config: ModelConfig, task_config: TaskConfig) -> Pat
     try:
         staging.rename(target)
     except OSError:  # another process finished the same warm start first: keep theirs
-        pass
-    return target
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
@@ -174,5 +186,8 @@ def ensure_warm_starts(configs: list[tuple[ModelConfig, TaskConfig]], workers: i
 
 
 def _warm_start_with_threads(pair: tuple[ModelConfig, TaskConfig], threads: int) -> Path:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a spawned process: the driver's quiet settings do not reach it
     torch.set_num_threads(threads)
     return ensure_warm_start(*pair)
