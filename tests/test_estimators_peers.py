@@ -180,15 +180,21 @@ def test_registry_flags():
 
 # ------------------------------------------------------------ the trainer hook: lengths only, gathered batches
 class TwoRankAccelerator:
-    """Stands in for accelerate on rank `process_index` of two: `gather` concatenates both ranks' local tensors."""
+    """Stands in for accelerate on rank `process_index` of two ranks that split a batch in halves: gathering this
+    rank's half of one of the batch's tensors (`whole`, flattened) gives the whole tensor; anything else (the
+    whole-batch advantages, the same on both ranks) comes back twice, as rank 0's then rank 1's.
+    tests/test_distributed.py runs the same gathers in two real gloo processes."""
 
-    def __init__(self, process_index: int, local_tensors: list[torch.Tensor]) -> None:
+    def __init__(self, process_index: int, whole: list[torch.Tensor]) -> None:
         self.process_index = process_index
-        self.local_tensors = local_tensors
+        self.whole = [t.flatten().float() for t in whole]
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        assert torch.equal(tensor, self.local_tensors[self.process_index])
-        return torch.cat(self.local_tensors)
+        for whole in self.whole:
+            half = whole.chunk(2)[self.process_index]
+            if half.shape == tensor.shape and torch.equal(half, tensor.float()):
+                return whole.to(tensor.dtype)
+        return torch.cat([tensor, tensor])
 
 
 def hooked_advantages(monkeypatch, name: str, batch, process_index: int) -> tuple[torch.Tensor, bool]:
@@ -208,7 +214,7 @@ def hooked_advantages(monkeypatch, name: str, batch, process_index: int) -> tupl
     trainer.__dict__.update(
         estimator=estimators.get(name), model=torch.nn.Linear(1, 1), num_generations=group,
         reward_weights=torch.ones(1), _rewards_per_func=rewards.flatten().unsqueeze(1).float(),
-        accelerator=TwoRankAccelerator(process_index, [h.long() for h in halves]),
+        accelerator=TwoRankAccelerator(process_index, [rewards, torch.ones_like(rewards), lengths]),
         _metrics={"train": defaultdict(list)}, _sequence_logprobs=lambda *a: logprob_pass.append(1),
     )
     return trainer._generate_and_score_completions({})["advantages"], bool(logprob_pass)
