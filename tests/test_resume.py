@@ -126,10 +126,12 @@ def test_resume_drops_rows_past_the_checkpoint_and_a_torn_last_line(tmp_path):
     assert log.read_text() == '{"step": 1}\n{"step": 2}\n'
 
 
-SWEEP_STEPS = 8
+SWEEP_STEPS = 40
 SWEEP_TRAINER = {"max_steps": SWEEP_STEPS, "save_steps": SAVE_STEPS, "per_device_train_batch_size": 8,
                  "num_generations": 4, "max_completion_length": 12}
-"""The smoke trainer with 8 steps and a checkpoint every 2: the sweep tests interrupt it after a checkpoint."""
+"""The smoke trainer with 40 steps and a checkpoint every 2: the sweep tests interrupt it after its first checkpoint,
+so the 38 steps left (0.1 s each on a quiet machine) outlast the signal's way through SLURM and submitit (8 steps
+were too few: the trial could finish first)."""
 
 
 def resumable_spec(tmp_path: Path, **executor: Any) -> tuple[Path, str]:
@@ -153,7 +155,7 @@ def wait_for_checkpoint(run_dir: Path, timeout_s: float) -> None:
 
 def assert_resumed(root: Path, trial_id: str) -> None:
     """The trial of the sweep in `root` ran twice: its first attempt ended after a checkpoint (step k), the second
-    trained only steps k+1..8, every step is logged once, and the sweep holds one finished record of it."""
+    trained only steps k+1..40, every step is logged once, and the sweep holds one finished record of it."""
     store = ResultStore(root)
     run_dir = store.trial_dir(trial_id)
     assert store.attempts(trial_id) == 2
