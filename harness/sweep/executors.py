@@ -18,7 +18,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -43,24 +43,33 @@ def lost_record(payload: Payload, error: str) -> Record:
 
 
 class Executor:
-    """Streaming executor: `submit` trials at any time, `wait` for finished ones. `capacity` trials run at once;
-    `in_flight` counts those submitted and not yet handed back by `wait`. Use as a context manager."""
+    """Streaming executor: `submit` trials at any time, `wait` for finished ones. Submitted trials wait in `queue`
+    until `_fill` starts them (`running`: a future or job -> its payload; `capacity` at once); `in_flight` counts
+    those submitted and not yet handed back by `wait`. Use as a context manager."""
 
-    capacity: int
-
-    def __init__(self, on_start: OnStart | None = None) -> None:
+    def __init__(self, config: ExecutorConfig, capacity: int, threads: int, on_start: OnStart | None = None) -> None:
+        self.capacity, self.threads = capacity, threads
+        self.launch = launch_settings(config)
         self.on_start = on_start or (lambda payload: None)
+        self.queue: deque[Payload] = deque()
+        self.running: dict[Any, Payload] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.queue) + len(self.running)
 
     def submit(self, payloads: list[Payload]) -> None:
+        """Queue `payloads` (each stamped with the threads and launch settings of a trial here) and start what fits."""
+        self.queue.extend(p | {"threads": self.threads, "launch": self.launch} for p in payloads)
+        self._fill()
+
+    def _fill(self) -> None:
+        """Start queued trials while there is room."""
         raise NotImplementedError
 
     def wait(self, timeout: float) -> list[Record]:
         """Records of trials finished since the last call; blocks until at least one finishes or `timeout` seconds
         passed (also when nothing is in flight)."""
-        raise NotImplementedError
-
-    @property
-    def in_flight(self) -> int:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -77,39 +86,26 @@ class LocalExecutor(Executor):
     """`config.workers` spawned worker processes (no state leaks from the driver); more trials wait in a queue."""
 
     def __init__(self, config: ExecutorConfig, on_start: OnStart | None = None) -> None:
-        super().__init__(on_start)
-        self.capacity = config.workers
-        self.threads = max(1, (os.cpu_count() or 1) // config.workers)
-        self.launch = launch_settings(config)
-        self.queue: deque[Payload] = deque()
-        self.futures: dict[Future[Record], Payload] = {}
+        super().__init__(config, config.workers, max(1, (os.cpu_count() or 1) // config.workers), on_start)
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"))
 
-    @property
-    def in_flight(self) -> int:
-        return len(self.queue) + len(self.futures)
-
-    def submit(self, payloads: list[Payload]) -> None:
-        self.queue.extend(p | {"threads": self.threads, "launch": self.launch} for p in payloads)
-        self._fill()
-
     def _fill(self) -> None:
-        while self.queue and len(self.futures) < self.capacity:
+        while self.queue and len(self.running) < self.capacity:
             payload = self.queue.popleft()
-            self.futures[self.pool.submit(execute_trial, payload)] = payload
+            self.running[self.pool.submit(execute_trial, payload)] = payload
             self.on_start(payload)
 
     def wait(self, timeout: float) -> list[Record]:
-        if not self.futures:
+        if not self.running:
             time.sleep(timeout)
             return []
-        done, _ = wait(self.futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        done, _ = wait(self.running, timeout=timeout, return_when=FIRST_COMPLETED)
         records = []
         for future in sorted(done, key=lambda f: f.exception() is not None):  # results first, then a broken pool
-            payload = self.futures.pop(future, None)
+            payload = self.running.pop(future, None)
             if payload is None:  # requeued below after the pool broke
                 continue
             error = future.exception()
@@ -123,8 +119,8 @@ class LocalExecutor(Executor):
 
     def _restart(self) -> None:
         """A dead worker breaks the whole pool: run the trials it held again in a new one."""
-        self.queue.extendleft(reversed(list(self.futures.values())))
-        self.futures.clear()
+        self.queue.extendleft(reversed(list(self.running.values())))
+        self.running.clear()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self._new_pool()
 
@@ -138,44 +134,32 @@ class SubmititExecutor(Executor):
     batch as one job array at once and SLURM keeps `array_parallelism` of its tasks running."""
 
     def __init__(self, config: ExecutorConfig, folder: Path, on_start: OnStart | None = None) -> None:
-        super().__init__(on_start)
+        capacity = config.array_parallelism if config.kind == "slurm" else config.workers
+        super().__init__(config, capacity, config.cpus_per_trial // config.nodes_per_trial, on_start)  # a node's share
         self.backend = submitit_executor(config, folder)
         self.throttled = config.kind != "slurm"
-        self.capacity = config.array_parallelism if config.kind == "slurm" else config.workers
-        self.threads = config.cpus_per_trial // config.nodes_per_trial  # a node's share
-        self.launch = launch_settings(config)
-        self.queue: deque[Payload] = deque()
-        self.jobs: dict[Any, Payload] = {}
-
-    @property
-    def in_flight(self) -> int:
-        return len(self.queue) + len(self.jobs)
-
-    def submit(self, payloads: list[Payload]) -> None:
-        self.queue.extend(p | {"threads": self.threads, "launch": self.launch} for p in payloads)
-        self._fill()
 
     def _fill(self) -> None:
-        room = self.capacity - len(self.jobs) if self.throttled else len(self.queue)
+        room = self.capacity - len(self.running) if self.throttled else len(self.queue)
         batch = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
         if not batch:
             return
         jobs = self.backend.map_array(RequeueableTrial(), batch)
         for job, payload in zip(jobs, batch):
-            self.jobs[job] = payload
+            self.running[job] = payload
             self.on_start(payload)
 
     def wait(self, timeout: float) -> list[Record]:
         deadline = time.monotonic() + timeout
         while True:
-            records = [self._record(job) for job in [j for j in self.jobs if j.done()]]
+            records = [self._record(job) for job in [j for j in self.running if j.done()]]
             if records or time.monotonic() >= deadline:
                 self._fill()
                 return records
             time.sleep(min(JOB_POLL_S, max(0.0, deadline - time.monotonic())))
 
     def _record(self, job: Any) -> Record:
-        payload = self.jobs.pop(job)
+        payload = self.running.pop(job)
         try:
             return job.result()
         except Exception as error:  # noqa: BLE001  (a job that died, was cancelled or timed out)

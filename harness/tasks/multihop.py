@@ -10,8 +10,7 @@ for the last entity of the chain, e.g.
 The solution resolves the chain hop by hop (look up the fact, substitute, compute), as multi-hop QA benchmarks ask.
 The `shortcut` stops one hop early and answers with that hop's value ("A=4\\nB=4+3=7\\n#### 7"), always wrong.
 One-letter names keep the sequences short (the character-level policy pays for every character): with names such
-as "Ann" and "Bob" a prompt and its solution were 81 characters on average instead of 62, and a trial of the default
-ablation trained for 57-78 s instead of 30-35 s.
+as "Ann" and "Bob" a prompt and its solution were 81 characters on average instead of 62.
 """
 
 from __future__ import annotations

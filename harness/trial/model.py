@@ -8,6 +8,7 @@ that solves some test problems; it is cached under `runs/cache/warm-<hash>/` key
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import math
 import os
@@ -106,9 +107,17 @@ def cache_dir() -> Path:
 def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig) -> Path:
     """Cache directory of the warm start for these configs: the hash covers the model config and the warm start's
     training data itself (prompts and targets), so a changed task generator never reuses a stale warm start."""
-    data = [(prompt_for(r["question"]), warm_start_target(r)) for r in load_task(task_config).train]
-    key = stable_hash({"model": model_config.model_dump(), "data": stable_hash(data, 64), "version": 2})
+    data_hash = warm_start_data_hash(task_config.model_dump_json())
+    key = stable_hash({"model": model_config.model_dump(), "data": data_hash, "version": 2})
     return cache_dir() / f"warm-{key}"
+
+
+@functools.lru_cache(maxsize=64)
+def warm_start_data_hash(task_json: str) -> str:
+    """sha256 (64 hex digits) of the warm start's (prompt, target) pairs for the task config `task_json`, generated
+    once per process and task (a sweep asks for it at every trial start)."""
+    train = load_task(TaskConfig.model_validate_json(task_json)).train
+    return stable_hash([(prompt_for(r["question"]), warm_start_target(r)) for r in train], 64)
 
 
 def ensure_warm_start(model_config: ModelConfig, task_config: TaskConfig) -> Path:

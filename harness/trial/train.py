@@ -236,16 +236,9 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
 
         scored = evaluate_run(out_dir, config.eval.lm_eval_tasks, limit=config.eval.n_examples)["metrics"]
         evaluation |= lm_eval_summary(scored)
-    summary = write_summary(out_dir, {
-        "config_hash": config.config_hash(),
-        "final": final_metrics(out_dir / "metrics.jsonl"),
-        "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
-        "train_seconds": train_seconds,
-        "wall_seconds": time.perf_counter() - started,
-        "model_dir": str(model_dir),
-        "reward_failures": {fn.name: fn.failures for fn in mix.components},
-        "processes": state.num_processes,
-    })
+    summary = write_summary(out_dir, config, evaluation, mix, model_dir, started,
+                            final=final_metrics(out_dir / "metrics.jsonl"), train_seconds=train_seconds,
+                            processes=state.num_processes)
     remove_checkpoints(out_dir)  # only an unfinished trial resumes; the trained policy is in checkpoint/
     state.wait_for_everyone()
     return summary
@@ -259,12 +252,7 @@ def score_warm_start(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     policy, tokenizer, model_dir = load_policy(config.model, config.task)
     mix = reward_mix(config, policy, tokenizer)
     evaluation = score_held_out(policy, tokenizer, load_task(config.task).test, mix, config, out_dir)
-    return write_summary(out_dir, {
-        "config_hash": config.config_hash(), "final": {},
-        "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
-        "train_seconds": 0.0, "wall_seconds": time.perf_counter() - started, "model_dir": str(model_dir),
-        "reward_failures": {fn.name: fn.failures for fn in mix.components},
-    })
+    return write_summary(out_dir, config, evaluation, mix, model_dir, started, final={}, train_seconds=0.0)
 
 
 def score_held_out(model: Any, tokenizer: Any, test: list[dict[str, str]], mix: rewards.RewardMix,
@@ -287,8 +275,18 @@ def lm_eval_summary(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
             for task, values in metrics.items() for metric, value in values.items()}
 
 
-def write_summary(out_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """Write summary.json and return `summary`."""
+def write_summary(out_dir: Path, config: RunConfig, evaluation: dict[str, Any], mix: rewards.RewardMix,
+                  model_dir: Path, started: float, *, final: dict[str, float], train_seconds: float,
+                  **extra: Any) -> dict[str, Any]:
+    """Write summary.json of a trial or control and return it: the config hash, the `final` training metrics, the
+    numeric eval metrics, `train_seconds`, `wall_seconds` since `started` (perf_counter), the policy's directory, the
+    reward failures counted by `mix`, then `extra`."""
+    summary = {
+        "config_hash": config.config_hash(), "final": final,
+        "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
+        "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started, "model_dir": str(model_dir),
+        "reward_failures": {fn.name: fn.failures for fn in mix.components}, **extra,
+    }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
