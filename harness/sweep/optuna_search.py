@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 POLL_S = 2.0
 """Seconds between two looks at runs held by other drivers when nothing of this driver finishes."""
+RDB_OPEN_TRIES = 5
+"""Attempts to open a database storage whose schema other drivers are creating at the same moment."""
 ORPHAN_AFTER_S = 30.0
 """Seconds a suggestion must have been RUNNING before another driver may adopt it (its own driver claims its runs
 right after asking it)."""
@@ -49,12 +51,29 @@ def optuna_storage(spec: SweepSpec, root: Path) -> Any:
 
     if spec.storage:
         try:
-            return optuna.storages.RDBStorage(storage_url(spec.storage))
+            return rdb_storage(storage_url(spec.storage))
         except ModuleNotFoundError as error:
             raise ConfigError(f"storage {spec.storage.split('://')[0]}://...: the database driver {error.name!r} is "
                               "not installed (PostgreSQL: pip install -e '.[postgres]')") from None
     root.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
+
+
+def rdb_storage(url: str, tries: int = RDB_OPEN_TRIES) -> Any:
+    """Optuna's RDBStorage of `url`. Drivers that open a new database at the same moment race to create its schema:
+    the losers get "table ... already exists" or a duplicate key (SQLite and PostgreSQL alike) and try again, after
+    0.2, 0.4, ... s, and then find the tables made; any other error, or the same one at the last try, is raised."""
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(1, tries):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except sqlalchemy.exc.DatabaseError as error:
+            if not (isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)):
+                raise
+        time.sleep(0.2 * attempt)
+    return optuna.storages.RDBStorage(url)
 
 
 def open_study(spec: SweepSpec, root: Path, verbose: bool = False) -> optuna.Study:
