@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m harness.bench {estimators,rewards,train,eval,sweep,all} [--out runs/bench]`.
+"""Benchmarks: `python -m harness.bench {estimators,rewards,train,eval,sweep,all} ... [--out runs/bench]`.
 
 Each benchmark prints a table and writes `<out>/<name>.json`. Ratios compare figures measured in the same run.
 """
@@ -266,11 +266,12 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the named benchmarks and write their results under --out."""
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("name", choices=sorted(BENCHMARKS) + ["all"])
+    parser.add_argument("names", nargs="+", metavar="name", choices=sorted(BENCHMARKS) + ["all"],
+                        help=f"one or more of {', '.join(sorted(BENCHMARKS))}, or all")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="directory of the <name>.json results")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for tests of the benchmark itself)")
     args = parser.parse_args(argv)
-    names = sorted(BENCHMARKS) if args.name == "all" else [args.name]
+    names = sorted(BENCHMARKS) if "all" in args.names else list(dict.fromkeys(args.names))
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         result = BENCHMARKS[name](args) | {"environment": environment()}
