@@ -6,10 +6,11 @@ Each benchmark prints a table and writes `<out>/<name>.json`. Ratios compare fig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,18 @@ def time_call(fn: Callable[[], Any], *, min_seconds: float = 0.2, sync: Callable
         samples.append(time.perf_counter() - t0)
     samples.sort()
     return samples[len(samples) // 2]
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside the block; the thread count before it is restored after (the benchmarks that run
+    next keep the machine's threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @benchmark("estimators")
@@ -88,22 +101,22 @@ def bench_rewards(args: argparse.Namespace) -> dict[str, Any]:
     from harness.tasks.arithmetic import generate_arithmetic
     from rewards.semantic import EmbeddingTableEncoder
 
-    torch.set_num_threads(1)
-    records = generate_arithmetic(2000, steps=3, digits=2, seed=0)
-    references = [r["answer"] for r in records]
-    completions = [r["answer"].replace("=", "= 1 +", 1) for r in records]
-    tokenizer = build_tokenizer()
-    encoder = EmbeddingTableEncoder(torch.nn.Embedding(len(tokenizer), 64), tokenizer)
-    variants = {"correctness": {}, "format": {}, "length": {}, "semantic_density:lcs": {"units": "lcs"},
-                "semantic_density:tokens": {"units": "tokens"}, "semantic_density:steps": {"units": "steps"},
-                "semantic_density:embedding": {"units": "embedding", "encoder": encoder}}
-    rows = []
-    for label, params in variants.items():
-        fn = rewards.get(label.split(":")[0], **params)
-        count = 200 if args.quick else len(completions)
-        seconds = time_call(lambda: fn(None, completions[:count], answer=references[:count]), min_seconds=0.5)
-        rows.append({"reward": label, "completions_per_second": round(count / seconds)})
-    return {"rows": rows}
+    with one_thread():
+        records = generate_arithmetic(2000, steps=3, digits=2, seed=0)
+        references = [r["answer"] for r in records]
+        completions = [r["answer"].replace("=", "= 1 +", 1) for r in records]
+        tokenizer = build_tokenizer()
+        encoder = EmbeddingTableEncoder(torch.nn.Embedding(len(tokenizer), 64), tokenizer)
+        variants = {"correctness": {}, "format": {}, "length": {}, "semantic_density:lcs": {"units": "lcs"},
+                    "semantic_density:tokens": {"units": "tokens"}, "semantic_density:steps": {"units": "steps"},
+                    "semantic_density:embedding": {"units": "embedding", "encoder": encoder}}
+        rows = []
+        for label, params in variants.items():
+            fn = rewards.get(label.split(":")[0], **params)
+            count = 200 if args.quick else len(completions)
+            seconds = time_call(lambda: fn(None, completions[:count], answer=references[:count]), min_seconds=0.5)
+            rows.append({"reward": label, "completions_per_second": round(count / seconds)})
+        return {"rows": rows}
 
 
 @benchmark("train")

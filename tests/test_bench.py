@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 import estimators
 from harness.bench import main
 
 
 def test_named_benchmarks_each_write_their_rows(tmp_path, capsys):
+    threads = torch.get_num_threads()
     main(["rewards", "estimators", "rewards", "--quick", "--out", str(tmp_path)])
+    assert torch.get_num_threads() == threads  # the one-core rewards benchmark leaves the others their threads
     assert sorted(p.name for p in tmp_path.iterdir()) == ["estimators.json", "rewards.json"]  # each named once
     rows = json.loads((tmp_path / "estimators.json").read_text())["rows"]
     assert {(r["G"], r["estimator"]) for r in rows} == {(g, e) for g in (4, 8, 16, 64) for e in estimators.available()}
