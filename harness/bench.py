@@ -101,22 +101,22 @@ def bench_rewards(args: argparse.Namespace) -> dict[str, Any]:
     from harness.tasks.arithmetic import generate_arithmetic
     from rewards.semantic import EmbeddingTableEncoder
 
+    records = generate_arithmetic(2000, steps=3, digits=2, seed=0)
+    references = [r["answer"] for r in records]
+    completions = [r["answer"].replace("=", "= 1 +", 1) for r in records]
+    tokenizer = build_tokenizer()
+    encoder = EmbeddingTableEncoder(torch.nn.Embedding(len(tokenizer), 64), tokenizer)
+    variants = {"correctness": {}, "format": {}, "length": {}, "semantic_density:lcs": {"units": "lcs"},
+                "semantic_density:tokens": {"units": "tokens"}, "semantic_density:steps": {"units": "steps"},
+                "semantic_density:embedding": {"units": "embedding", "encoder": encoder}}
+    count = 200 if args.quick else len(completions)
+    rows = []
     with one_thread():
-        records = generate_arithmetic(2000, steps=3, digits=2, seed=0)
-        references = [r["answer"] for r in records]
-        completions = [r["answer"].replace("=", "= 1 +", 1) for r in records]
-        tokenizer = build_tokenizer()
-        encoder = EmbeddingTableEncoder(torch.nn.Embedding(len(tokenizer), 64), tokenizer)
-        variants = {"correctness": {}, "format": {}, "length": {}, "semantic_density:lcs": {"units": "lcs"},
-                    "semantic_density:tokens": {"units": "tokens"}, "semantic_density:steps": {"units": "steps"},
-                    "semantic_density:embedding": {"units": "embedding", "encoder": encoder}}
-        rows = []
         for label, params in variants.items():
             fn = rewards.get(label.split(":")[0], **params)
-            count = 200 if args.quick else len(completions)
             seconds = time_call(lambda: fn(None, completions[:count], answer=references[:count]), min_seconds=0.5)
             rows.append({"reward": label, "completions_per_second": round(count / seconds)})
-        return {"rows": rows}
+    return {"rows": rows}
 
 
 @benchmark("train")
