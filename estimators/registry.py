@@ -2,17 +2,21 @@
 
 A registered function takes its inputs positionally (or by the reserved keyword names) and its configuration as
 keyword-only parameters with defaults. `Registry.bind` validates a configuration against those parameters: unknown
-names, values outside a `Literal[...]` annotation and non-finite numbers raise `ValueError` naming what is allowed.
+names, values outside a `Literal[...]` annotation or of another type than annotated, and non-finite numbers raise
+`ValueError` naming what is allowed.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import types
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,17 +83,31 @@ class Registry(Generic[F]):
 
 
 def _check_value(where: str, annotation: Any, value: Any) -> None:
-    """Raise `ValueError` when `value` is outside a Literal's choices or is a non-finite / non-numeric number."""
-    if annotation is None:
+    """Raise `ValueError` when `value` is outside a Literal's choices, not of its annotated type (`int | None`,
+    `bool`, `str`, ...; an int passes for a float, a bool never for a number) or a non-finite number."""
+    if annotation is None or annotation is Any:
         return
     choices = _literal_choices(annotation)
     if choices is not None:
         if value not in choices:
             raise ValueError(f"{where} is {value!r}; allowed values: {', '.join(map(repr, choices))}")
         return
-    if annotation in (float, int):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{where} must be a finite number, got {value!r}")
+    try:
+        _adapter(annotation).validate_python(value, strict=True)
+    except ValidationError:
+        raise ValueError(f"{where} is {value!r}; expected {_type_name(annotation)}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+
+
+@functools.cache
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+
+
+def _type_name(annotation: Any) -> str:
+    """`float`, `int | None`, ... as written in a signature."""
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 def _literal_choices(annotation: Any) -> tuple[Any, ...] | None:

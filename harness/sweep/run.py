@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -238,6 +239,21 @@ def print_dry_run(sweep: Sweep, max_trials: int | None) -> None:
                     soft_wrap=True)
 
 
+def check_writable(root: Path) -> None:
+    """Raise `ConfigError` (one line) unless the sweep directory `root` can be made and written: its nearest existing
+    ancestor is a directory in which a file can be created (probed with a temporary file, removed at once)."""
+    existing = root
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"sweep directory {root}: {existing} is a file, not a directory (see --runs-dir)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ConfigError(f"sweep directory {root}: cannot write in {existing} ({error.strerror}; see --runs-dir)") from None
+
+
 def run_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = False, resume: bool = False,
               max_trials: int | None = None, root: Path | None = None, overrides: Sequence[str] = (),
               verbose: bool = False) -> Path:
@@ -250,6 +266,7 @@ def run_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = Fals
     if dry_run:
         print_dry_run(sweep, max_trials)
         return sweep.root
+    check_writable(sweep.root)
     sweep.check_spec(resume)
     if not verbose:
         quiet_libraries()

@@ -130,6 +130,14 @@ class SweepSpec(Strict):
     storage: str | None = Field(None, description="Optuna storage URL; default a journal file in the sweep dir")
     report: ReportConfig = Field(default_factory=lambda: ReportConfig())
 
+    @field_validator("name")
+    @classmethod
+    def _not_a_relative_step(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError(f"name {value!r} would put the sweep into runs/ itself or above it; allowed: letters, "
+                             "digits, '_', '-' and '.', other than '.' or '..'")
+        return value
+
     @field_validator("storage")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:

@@ -1,0 +1,129 @@
+"""Hardening (issue #25): bad input caught at load, a sweep directory that cannot be written, torn .jsonl files,
+workers that die with their driver, drivers sharing a sweep, secrets kept off disk, the dry run of a large grid."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.config import ConfigError, RunConfig, validate
+from harness.sweep import run_sweep
+from harness.sweep.spec import grid_trials, load_spec
+from tests.conftest import ROOT, SMOKE
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness.sweep", *args]
+
+
+def smoke_spec(tmp_path: Path, **changes: object) -> Path:
+    """A copy of the smoke spec with top-level keys replaced."""
+    data = yaml.safe_load(SMOKE.read_text()) | changes
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_trainer_value_given_as_a_string_is_coerced_to_the_grpo_config_type():
+    spec = load_spec(SMOKE, ["base.trainer.learning_rate=1e-4", "base.trainer.bf16=false"])
+    assert spec.base["trainer"]["learning_rate"] == "1e-4"  # YAML 1.1 reads it as a string
+    trainer = grid_trials(spec, SMOKE)[0].config.trainer
+    assert trainer["learning_rate"] == 1e-4 and isinstance(trainer["learning_rate"], float)
+    written = load_spec(SMOKE, ["base.trainer.learning_rate=1.0e-4", "base.trainer.bf16=false"])
+    assert grid_trials(written, SMOKE)[0].trial_id == grid_trials(spec, SMOKE)[0].trial_id
+
+
+@pytest.mark.parametrize("trainer,expected", [
+    ({"learning_rate": "fast"}, r"trainer: learning_rate is 'fast'; expected float"),
+    ({"lr_scheduler_type": "bogus"}, r"lr_scheduler_type is 'bogus'; allowed values: linear, cosine,"),
+    ({"max_steps": 0}, r"max_steps is 0; allowed: a positive number of training steps"),
+    ({"max_steps": True}, r"max_steps is True; expected int"),
+    ({"save_strategy": "sometimes"}, r"save_strategy is 'sometimes'; allowed values: no, steps, epoch, best"),
+])
+def test_trainer_fields_are_checked_against_grpo_config_at_load(trainer, expected):
+    with pytest.raises(ConfigError, match=expected):
+        validate(RunConfig, {"trainer": trainer}, "run.yaml")
+
+
+def test_a_spec_with_a_bad_trainer_value_fails_the_dry_run(tmp_path):
+    path = smoke_spec(tmp_path)
+    result = subprocess.run(cli(str(path), "--dry-run", "--set", "base.trainer.lr_scheduler_type=bogus"), cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "lr_scheduler_type is 'bogus'; allowed values" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("params,expected", [
+    ({"seed": "x"}, r"estimator 'shuffled' parameter 'seed' is 'x'; expected int \| None"),
+    ({"seed": 1.5}, r"parameter 'seed' is 1.5; expected int \| None"),
+    ({"scale": "row"}, r"parameter 'scale' is 'row'; allowed values: 'group', 'batch', 'none'"),
+])
+def test_estimator_parameters_are_checked_against_their_annotated_types(tmp_path, params, expected):
+    path = smoke_spec(tmp_path, grid={"estimator": [{"name": "shuffled", **params}]})
+    with pytest.raises(ConfigError, match=expected):
+        load_spec(path)
+    assert load_spec(smoke_spec(tmp_path, grid={"estimator": [{"name": "shuffled", "seed": 3}]}))
+
+
+def test_a_spec_that_is_not_utf8_fails_in_one_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(SMOKE.read_text().replace("# Seconds", "# S\xe9conds").encode("latin-1"))
+    result = subprocess.run(cli(str(path), "--dry-run"), cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {path}: not UTF-8 text (byte 0xe9 at offset 3)"]
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_sweep_named_dot_or_dot_dot_is_rejected(tmp_path, name):
+    path = smoke_spec(tmp_path, name=name)
+    with pytest.raises(ConfigError, match=rf"name: name '{name}' would put the sweep into runs/"):
+        load_spec(path)
+
+
+def unwritable_directory(tmp_path: Path) -> Path:
+    """A directory this process cannot create files in (root may write anywhere but in sysfs)."""
+    if os.geteuid() == 0:
+        return Path("/sys/lph-hardening")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    return locked / "sweep"
+
+
+@pytest.mark.parametrize("case", ["file", "unwritable"])
+def test_a_runs_dir_that_cannot_be_written_fails_in_one_line_and_writes_nothing(tmp_path, case):
+    if case == "file":
+        runs_dir = tmp_path / "a-file"
+        runs_dir.write_text("not a directory")
+        expected = f"error: sweep directory {runs_dir}: {runs_dir} is a file, not a directory (see --runs-dir)"
+    else:
+        runs_dir = unwritable_directory(tmp_path)
+        expected = f"error: sweep directory {runs_dir}: cannot write in {runs_dir.parent} ("
+    before = sorted(tmp_path.rglob("*"))
+    result = subprocess.run(cli(str(SMOKE), "--runs-dir", str(runs_dir)), cwd=ROOT, capture_output=True, text=True)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith(expected), result.stderr
+    assert sorted(tmp_path.rglob("*")) == before and not runs_dir.is_dir()
+
+
+def test_torn_last_lines_are_skipped_with_a_warning_and_the_report_builds(tmp_path):
+    from reports import build_report
+    from tests.test_reports import write_sweep
+
+    table = write_sweep(tmp_path)
+    run_dir = Path(table[table["param.estimator.name"] == "group_mean"]["run_dir"].iloc[0])
+    torn = [run_dir / "metrics.jsonl", run_dir / "eval_items.jsonl"]
+    for path in torn:
+        with path.open("a") as f:
+            f.write('{"step": 31, "reward": 0.')  # a writer killed mid-append
+    with pytest.warns(UserWarning) as warned:
+        report = build_report(tmp_path)
+    messages = {str(w.message) for w in warned}
+    for path in torn:
+        assert any(m.startswith(f"{path}: torn last line skipped") for m in messages), messages
+    assert "## Verdict" in report.read_text() and (tmp_path / "report.html").is_file()
