@@ -28,6 +28,7 @@ class Registry(Generic[F]):
         self.kind = kind
         self._functions: dict[str, F] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
+        self._signatures: dict[str, tuple[dict[str, inspect.Parameter], dict[str, Any]]] = {}
 
     def register(self, name: str, **metadata: Any) -> Callable[[F], F]:
         """Decorator registering a function under `name`; a name already taken raises `ValueError`."""
@@ -58,12 +59,21 @@ class Registry(Generic[F]):
 
     def parameters(self, name: str) -> dict[str, inspect.Parameter]:
         """The configurable (keyword-only) parameters of `name`, in declaration order."""
-        fn = self.function(name)
-        return {
-            p.name: p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        }
+        return self._signature(name)[0]
+
+    def hints(self, name: str) -> dict[str, Any]:
+        """The resolved annotations of `name`."""
+        return self._signature(name)[1]
+
+    def _signature(self, name: str) -> tuple[dict[str, inspect.Parameter], dict[str, Any]]:
+        """The keyword-only parameters and resolved annotations of `name`, read once (a sweep binds every trial's
+        configuration, and `typing.get_type_hints` compiles each string annotation again on every call)."""
+        if name not in self._signatures:
+            fn = self.function(name)
+            keyword_only = {p.name: p for p in inspect.signature(fn).parameters.values()
+                            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+            self._signatures[name] = keyword_only, typing.get_type_hints(fn)
+        return self._signatures[name]
 
     def bind(self, name: str, **params: Any) -> dict[str, Any]:
         """Full configuration of `name`: defaults updated by `params`, each value validated."""
@@ -74,7 +84,7 @@ class Registry(Generic[F]):
                 f"unknown parameter(s) {', '.join(unknown)} for {self.kind} {name!r}; "
                 f"allowed: {', '.join(allowed) or '(none)'}"
             )
-        hints = typing.get_type_hints(self.function(name))
+        hints = self.hints(name)
         resolved = {key: p.default for key, p in allowed.items()}
         for key, value in params.items():
             _check_value(f"{self.kind} {name!r} parameter {key!r}", hints.get(key), value)

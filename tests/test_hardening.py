@@ -127,3 +127,33 @@ def test_torn_last_lines_are_skipped_with_a_warning_and_the_report_builds(tmp_pa
     for path in torn:
         assert any(m.startswith(f"{path}: torn last line skipped") for m in messages), messages
     assert "## Verdict" in report.read_text() and (tmp_path / "report.html").is_file()
+
+
+def big_grid(tmp_path: Path, rates: int, seeds: int) -> Path:
+    """The smoke spec with `rates` learning rates x `seeds` seeds."""
+    return smoke_spec(tmp_path, name="big", seeds=seeds,
+                      grid={"trainer.learning_rate": [round(1e-5 * (k + 1), 8) for k in range(rates)]})
+
+
+def test_the_dry_run_builds_and_validates_each_trial_once(tmp_path, monkeypatch, capsys):
+    import harness.sweep.spec as spec_module
+
+    built = []
+    make_trial = spec_module.make_trial
+    monkeypatch.setattr(spec_module, "make_trial", lambda *args: built.append(args[1]) or make_trial(*args))
+    run_sweep(big_grid(tmp_path, 5, 3), dry_run=True, root=tmp_path / "never")
+    assert len(built) == 5 * 3 and "18 trials" in capsys.readouterr().out  # and one warm_start control per seed
+    assert not (tmp_path / "never").exists()
+
+
+def test_the_dry_run_of_a_10100_trial_grid_takes_under_15_s(tmp_path, capsys):
+    import time
+
+    path = big_grid(tmp_path, 101, 100)
+    load_spec(SMOKE)  # imports done, as in a fresh process before its first trial
+    started = time.process_time()
+    run_sweep(path, dry_run=True, root=tmp_path / "never")
+    seconds = time.process_time() - started
+    out = capsys.readouterr().out
+    assert "10200 trials" in out and len(out.splitlines()) > 10200
+    assert seconds < 15, f"{seconds:.1f} s of CPU"

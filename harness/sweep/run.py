@@ -20,13 +20,12 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from harness.config import ConfigError
 from harness.sweep.eta import estimate
 from harness.sweep.executors import Executor, Record, make_executor
 from harness.sweep.optuna_search import optuna_storage, run_optuna
-from harness.sweep.spec import (WARM_START, SweepSpec, Trial, grid_trials, load_spec, make_trial,
+from harness.sweep.spec import (WARM_START, SweepSpec, Trial, grid_trials, load_sweep, make_trial,
                                 optuna_probe_trials, spec_hash, warm_start_controls)
 from harness.sweep.store import ResultStore, atomic_write
 
@@ -195,7 +194,11 @@ def warm_starts_first(trials: list[Trial]) -> list[Trial]:
 
 def sweep_trials(spec: SweepSpec, label: str) -> list[Trial]:
     """The grid's trials, preceded by their `warm_start` controls (one per task, model, eval and seed)."""
-    trials = grid_trials(spec, label)
+    return with_controls(grid_trials(spec, label))
+
+
+def with_controls(trials: list[Trial]) -> list[Trial]:
+    """`trials` preceded by their `warm_start` controls."""
     return warm_start_controls(trials) + trials
 
 
@@ -210,19 +213,20 @@ def quiet_libraries() -> None:
 
 
 def print_trials(trials: list[Trial], store: ResultStore) -> None:
-    """The dry-run table: one row per trial with its parameters and status."""
-    table = Table(title=f"{len(trials)} trials")
+    """The dry-run table: one line per trial with its parameters and status, in aligned plain-text columns (a rich
+    table takes seconds per thousand rows)."""
     keys = sorted({k for t in trials for k in t.params})
-    for column in ["trial_id", *keys, "seed", "status"]:
-        table.add_column(column)
-    for t in trials:
-        status = (store.result(t.trial_id) or {}).get("status", "todo")
-        table.add_row(t.trial_id, *(str(t.params.get(k, "")) for k in keys), str(t.seed), status)
-    Console().print(table)
+    rows = [["trial_id", *keys, "seed", "status"]]
+    rows += [[t.trial_id, *(str(t.params.get(k, "")) for k in keys), str(t.seed),
+              (store.result(t.trial_id) or {}).get("status", "todo")] for t in trials]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    print(f"{len(trials)} trials", *lines, sep="\n")
 
 
-def print_dry_run(sweep: Sweep, max_trials: int | None) -> None:
-    """Print the trials (grid) or the search (Optuna) and the expected wall time; write nothing."""
+def print_dry_run(sweep: Sweep, grid: list[Trial], max_trials: int | None) -> None:
+    """Print the trials (`grid` with its controls) or the search (Optuna) and the expected wall time; write
+    nothing."""
     spec = sweep.spec
     if spec.optuna is not None:
         Console().print(f"Optuna sweep {spec.name}: {spec.optuna.n_trials} suggestions x {len(spec.seed_list)} seeds "
@@ -231,7 +235,7 @@ def print_dry_run(sweep: Sweep, max_trials: int | None) -> None:
         configs = [make_trial(spec, probe.params, seed, sweep.label).config for seed in spec.seed_list]
         configs *= spec.optuna.n_trials
     else:
-        trials = sweep_trials(spec, sweep.label)
+        trials = with_controls(grid)
         print_trials(trials, sweep.store)
         configs = [t.config for t in trials if t.control is None and not sweep.store.is_done(t.trial_id)]
     configs = configs[:max_trials] if max_trials is not None else configs
@@ -259,12 +263,12 @@ def run_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = Fals
               verbose: bool = False) -> Path:
     """Run (or continue) the sweep of `spec_path` with `overrides` (`KEY=VALUE`, as `--set`); returns its
     directory. `verbose` lets each trial's library logs through (they go to the trial's log otherwise)."""
-    spec = load_spec(spec_path, overrides)
+    spec, grid = load_sweep(spec_path, overrides)
     if executor:
         spec = spec.model_copy(update={"executor": spec.executor.model_copy(update={"kind": executor})})
     sweep = Sweep(spec, spec_path, root, overrides, verbose)
     if dry_run:
-        print_dry_run(sweep, max_trials)
+        print_dry_run(sweep, grid, max_trials)
         return sweep.root
     check_writable(sweep.root)
     sweep.check_spec(resume)
@@ -275,7 +279,7 @@ def run_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = Fals
         with (progress := SweepProgress(min(total, max_trials or total))).bar:
             run_optuna(sweep, progress, max_trials, verbose)
     else:
-        trials = sweep_trials(spec, sweep.label)
+        trials = with_controls(grid)
         trials = trials[:max_trials] if max_trials is not None else trials
         with (progress := SweepProgress(len(trials))).bar:
             run_grid(sweep, trials, progress)

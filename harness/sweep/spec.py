@@ -333,9 +333,10 @@ def apply_override(data: dict[str, Any], item: str, source: str | Path) -> None:
     node[last] = value
 
 
-def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
-    """Read a sweep spec, apply `overrides` (`KEY=VALUE`) and validate it; the trials are built once here so bad
-    values and missing local paths fail before any run, with errors naming the file (and overrides) and the key."""
+def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[SweepSpec, list[Trial]]:
+    """Read a sweep spec, apply `overrides` (`KEY=VALUE`) and validate it; returns it with its grid trials, built
+    and validated once here (with the Optuna space's probes) so bad values and missing local paths fail before any
+    run, with errors naming the file (and overrides) and the key."""
     source = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
     data = read_yaml(path)
     for item in overrides:
@@ -344,8 +345,14 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     if not spec.grid and spec.optuna is None:
         raise ConfigError(f"{source}: grid: empty; give at least one axis (e.g. estimator.name: [group_mean]) "
                           "or optuna")
-    check_local_paths(spec, grid_trials(spec, source) + optuna_probe_trials(spec, source), source)
-    return spec
+    trials = grid_trials(spec, source)
+    check_local_paths(spec, trials + optuna_probe_trials(spec, source), source)
+    return spec, trials
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
+    """The validated sweep spec of `path` with `overrides` (see `load_sweep`)."""
+    return load_sweep(path, overrides)[0]
 
 
 def spec_hash(spec: SweepSpec) -> str:
