@@ -6,9 +6,13 @@
 - `arithmetic_hard`: 2-step `+-*` arithmetic with a plain warm start (errors are per-prompt facts such as
   `13*4=42`, which RL barely fixes at CPU scale);
 - `multihop`: chains of facts in the question resolved hop by hop, with the same shortcut mixture;
-- `gsm8k`: any GSM8K-format jsonl files given by path.
-`prompt_for(question)` is the one prompt format used by training, the warm start and evaluation; `warm_start_target`
-the solution the warm start is supervised on (the shortcut for a seeded `shortcut_share` of the train split).
+- `gsm8k`: any GSM8K-format jsonl files given by path;
+- `jsonl`: benchmark files as published (jsonl, json, parquet or csv; AIME, AMC, MATH, GSM8K, GPQA rows), see
+  `harness.tasks.jsonl`.
+`render_prompt(record, task.prompt, tokenizer)` (harness.tasks.prompts) is the one prompt function used by training,
+the warm start, the held-out scoring and the lm-eval tasks; `prompt_for(question)` is its default (`"{question}\n"`);
+`warm_start_target` the solution the warm start is supervised on (the shortcut for a seeded `shortcut_share` of the
+train split).
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from dataclasses import dataclass
 from harness.config import TaskConfig
 from harness.tasks.arithmetic import generate_arithmetic
 from harness.tasks.gsm8k import load_gsm8k_jsonl
+from harness.tasks.jsonl import load_benchmark, without_solution
 from harness.tasks.multihop import generate_multihop
+from harness.tasks.prompts import check_chat_template, render_prompt, render_prompts
 from harness.tasks.records import Record, item_id
 
-__all__ = ["Record", "TaskSplits", "item_id", "load_task", "prompt_for", "warm_start_target"]
+__all__ = ["Record", "TaskSplits", "check_chat_template", "item_id", "load_task", "prompt_for", "render_prompt",
+           "render_prompts", "warm_start_target"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,8 @@ class TaskSplits:
 
 
 def prompt_for(question: str) -> str:
-    """The prompt the policy completes: the question, then a newline (the solution follows)."""
-    return f"{question.strip()}\n"
+    """The default prompt (`task.prompt` left out): the question, then a newline (the solution follows)."""
+    return render_prompt(question)
 
 
 def warm_start_target(record: Record) -> str:
@@ -43,13 +50,28 @@ def warm_start_target(record: Record) -> str:
     return record.get("sft_answer", record["answer"])
 
 
-def load_task(config: TaskConfig) -> TaskSplits:
+def load_task(config: TaskConfig, weights: dict[str, float] | None = None) -> TaskSplits:
     """Train/test records of the configured task; train records get `sft_answer` = their shortcut with probability
-    `shortcut_share` (seeded by the task seed)."""
+    `shortcut_share` (seeded by the task seed). With the reward `weights` of the run, a `jsonl` file whose records
+    lack a reference solution while `semantic_density` has weight > 0 is a `ValueError` naming the file."""
     if config.name == "gsm8k":
         assert config.path is not None and config.train_path is not None
         return TaskSplits(load_gsm8k_jsonl(config.train_path)[: config.n_train],
                           load_gsm8k_jsonl(config.path)[: config.n_test])
+    if config.name == "jsonl":
+        assert config.path is not None and config.train_path is not None
+        fields = (config.question_field, config.answer_field, config.solution_field)
+        splits = TaskSplits(load_benchmark(config.train_path, *fields)[: config.n_train],
+                            load_benchmark(config.path, *fields)[: config.n_test])
+        if (weights or {}).get("semantic_density", 0.0) > 0:
+            for path, records in ((config.train_path, splits.train), (config.path, splits.test)):
+                if missing := without_solution(records):
+                    raise ValueError(
+                        f"{path}: {missing} of {len(records)} records have no reference solution (only a final "
+                        "answer), and semantic_density (weight > 0) compares completions with the reference "
+                        "solution; set rewards.semantic_density: 0, or give a file with solutions "
+                        "(task.solution_field)")
+        return splits
     total = config.n_train + config.n_test
     if config.name == "multihop":
         records = generate_multihop(total, config.steps, config.distractors, config.seed)

@@ -1,5 +1,6 @@
 """The policy: the project's tiny Qwen2 model with a character tokenizer and a cached supervised warm start, or any
-local Hugging Face model directory. Nothing is fetched from the hub.
+local Hugging Face model directory (Qwen3's included, e.g. the paper-mini policy of harness.paper_mini), loaded in
+the dtype its checkpoint was saved in (a bf16 checkpoint trains in bf16). Nothing is fetched from the hub.
 
 The warm start trains on the task's train split (loss on the solution tokens only) so that RL starts from a policy
 that solves some test problems; it is cached under `runs/cache/warm-<hash>/` keyed by the model and task configs.
@@ -21,10 +22,11 @@ import torch
 from tokenizers import Tokenizer, decoders, models
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from harness.config import ModelConfig, TaskConfig, stable_hash
-from harness.tasks import Record, load_task, prompt_for, warm_start_target
+from harness.config import ModelConfig, PromptConfig, TaskConfig, stable_hash
+from harness.tasks import Record, check_chat_template, load_task, render_prompt, warm_start_target
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>"]
+TINY_MODEL = "(the tiny model: model.path unset)"  # how errors name the tiny model
 WARM_START_MARKER = "warm_start.json"  # written last into a finished warm start; marks the tiny model
 
 
@@ -60,11 +62,14 @@ def build_tiny_model(config: ModelConfig, tokenizer: PreTrainedTokenizerFast, se
     return Qwen2ForCausalLM(qwen)
 
 
-def supervised_batch(records: list[Record], tokenizer: PreTrainedTokenizerFast) -> dict[str, torch.Tensor]:
-    """Right-padded prompt + solution + <eos> ids with labels -100 on the prompt and padding."""
+def supervised_batch(records: list[Record], tokenizer: PreTrainedTokenizerFast,
+                     prompt_config: PromptConfig | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded prompt (`render_prompt` under `prompt_config`, default `task.prompt`'s default) + solution +
+    <eos> ids with labels -100 on the prompt and padding."""
     rows, labels = [], []
     for record in records:
-        prompt = tokenizer(prompt_for(record["question"]), add_special_tokens=False)["input_ids"]
+        text = render_prompt(record, prompt_config or PromptConfig(), tokenizer)
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
         target = tokenizer(warm_start_target(record), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         rows.append(prompt + target)
         labels.append([-100] * len(prompt) + target)
@@ -78,7 +83,7 @@ def supervised_batch(records: list[Record], tokenizer: PreTrainedTokenizerFast) 
 
 
 def warm_start(model: torch.nn.Module, records: list[Record], tokenizer: PreTrainedTokenizerFast,
-               config: ModelConfig, seed: int) -> list[float]:
+               config: ModelConfig, seed: int, prompt_config: PromptConfig | None = None) -> list[float]:
     """Supervised fine-tuning with AdamW and a cosine learning rate; returns the loss of each step."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.warm_start_lr, weight_decay=0.01)
@@ -89,7 +94,7 @@ def warm_start(model: torch.nn.Module, records: list[Record], tokenizer: PreTrai
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = torch.randint(len(records), (config.warm_start_batch,), generator=generator)
-        loss = model(**supervised_batch([records[i] for i in index], tokenizer)).loss
+        loss = model(**supervised_batch([records[i] for i in index], tokenizer, prompt_config)).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -105,10 +110,13 @@ def cache_dir() -> Path:
 
 
 def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig) -> Path:
-    """Cache directory of the warm start for these configs: the hash covers the model config and the warm start's
-    training data itself (prompts and targets), so a changed task generator never reuses a stale warm start."""
+    """Cache directory of the warm start for these configs: the hash covers the model config, the warm start's
+    training data itself (prompts and targets), so a changed task generator never reuses a stale warm start, and
+    torch's CPU kernel path (`get_cpu_capability()`: a warm start trained with other kernels rounds differently and
+    is another policy, so `ATEN_CPU_CAPABILITY=default` trains its own)."""
     data_hash = warm_start_data_hash(task_config.model_dump_json())
-    key = stable_hash({"model": model_config.model_dump(), "data": data_hash, "version": 2})
+    key = stable_hash({"model": model_config.model_dump(), "data": data_hash, "version": 2,
+                       "cpu_capability": torch.backends.cpu.get_cpu_capability()})
     return cache_dir() / f"warm-{key}"
 
 
@@ -116,8 +124,10 @@ def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig) -> Path:
 def warm_start_data_hash(task_json: str) -> str:
     """sha256 (64 hex digits) of the warm start's (prompt, target) pairs for the task config `task_json`, generated
     once per process and task (a sweep asks for it at every trial start)."""
-    train = load_task(TaskConfig.model_validate_json(task_json)).train
-    return stable_hash([(prompt_for(r["question"]), warm_start_target(r)) for r in train], 64)
+    task = TaskConfig.model_validate_json(task_json)
+    check_chat_template(task.prompt, build_tokenizer(), TINY_MODEL)
+    train = load_task(task).train
+    return stable_hash([(render_prompt(r, task.prompt), warm_start_target(r)) for r in train], 64)
 
 
 def ensure_warm_start(model_config: ModelConfig, task_config: TaskConfig) -> Path:
@@ -140,7 +150,8 @@ def train_warm_start(model_config: ModelConfig, task_config: TaskConfig, target:
     tokenizer = build_tokenizer()
     model = build_tiny_model(model_config, tokenizer, seed=0)
     started = time.perf_counter()
-    losses = warm_start(model, load_task(task_config).train, tokenizer, model_config, seed=0)
+    losses = warm_start(model, load_task(task_config).train, tokenizer, model_config, seed=0,
+                        prompt_config=task_config.prompt)
     staging = target.with_name(f"{target.name}.tmp-{time.time_ns()}")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
@@ -163,18 +174,22 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
 
 
 def load_policy(model_config: ModelConfig, task_config: TaskConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFast, Path]:
-    """The policy model, its tokenizer and its directory (a local path, or the cached warm start)."""
+    """The policy model (in its checkpoint's dtype), its tokenizer and its directory (a local path, or the cached warm
+    start). `task.prompt.chat` with a tokenizer that has no chat template raises `ValueError` naming the model."""
     if model_config.path is not None:
         path = Path(model_config.path)
         if not path.is_dir():
             raise ValueError(f"model.path {path} is not a local model directory (nothing is fetched from the hub)")
+        tokenizer = load_tokenizer(path)
+        check_chat_template(task_config.prompt, tokenizer, path)
     else:
+        check_chat_template(task_config.prompt, build_tokenizer(), TINY_MODEL)
         path = ensure_warm_start(model_config, task_config)
-    tokenizer = load_tokenizer(path)
+        tokenizer = load_tokenizer(path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype="auto")
     return model, tokenizer, path
 
 
