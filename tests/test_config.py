@@ -31,7 +31,7 @@ def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
         ("trainer: {learning_rat: 0.1}", r"trainer: unknown GRPOConfig field 'learning_rat'; did you mean learning_rate"),
         ("task: {name: arithmetic, stepz: 2}", r"task.stepz: Extra inputs are not permitted; allowed keys: name, n_train"),
         ("modle: {}", r"modle: Extra inputs are not permitted; allowed keys: seed, task, model"),
-        ("task: {name: mmlu}", r"task.name: Input should be 'arithmetic', 'arithmetic_hard', 'multihop' or 'gsm8k'"),
+        ("task: {name: mmlu}", r"task.name: Input should be 'arithmetic', 'arithmetic_hard', 'multihop', 'gsm8k' or 'jsonl'"),
         ("rewards: {correctness: .nan}", r"rewards / reward_params: weight of reward .correctness. must be a finite number"),
         ("rewards: {accuracy: 1.0}", r"unknown reward 'accuracy'; available: correctness, format, length"),
         ("task: {name: gsm8k}", r"task 'gsm8k' needs path"),
