@@ -47,6 +47,13 @@ def check_trl_hooks() -> None:
         )
 
 
+def sequence_logprobs(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed log-probs of each completion's tokens, in float32 whatever the policy's dtype: a bf16 sum of a few
+    hundred terms loses the differences between completions that the attenuated estimators read (8 significant bits;
+    tests/test_paper_mini.py compares bf16 and float32 policies)."""
+    return (per_token.float() * mask.float()).sum(dim=1)
+
+
 class EstimatorGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` whose advantages come from `estimator` (see the module docstring).
 
@@ -90,7 +97,7 @@ class EstimatorGRPOTrainer(GRPOTrainer):
         return output
 
     def _sequence_logprobs(self, output: dict[str, Any], mode: str) -> torch.Tensor:
-        """Summed completion log-probs under the sampling policy (this process's rows).
+        """Summed completion log-probs under the sampling policy (this process's rows), in float32.
 
         TRL computes `old_per_token_logps` only when it needs them; otherwise one no-grad pass computes them here,
         stored as `old_per_token_logps` (identical values to the current policy's when num_iterations == 1)."""
@@ -107,7 +114,7 @@ class EstimatorGRPOTrainer(GRPOTrainer):
                     else self.args.per_device_eval_batch_size,
                 )
             output["old_per_token_logps"] = old
-        return (old * mask).sum(dim=1)
+        return sequence_logprobs(old, mask)
 
     def _log_advantages(self, advantages: torch.Tensor, mask: torch.Tensor, mode: str) -> None:
         valid = advantages[mask]
