@@ -214,7 +214,7 @@ def write_claims(spec: ClaimsSpec, sources: list[Source], out_dir: Path) -> dict
     return result
 
 
-def report_section(root: Path, analysis: Any, out_dir: Path) -> Section | None:
+def report_section(root: Path, analysis: Any) -> Section | None:
     """The "Claims" section of a sweep's own report: the shipped claims that this sweep's runs bear on, with their
     conclusion from this sweep alone; None when it bears on none."""
     source = load_source(root, analysis)
@@ -233,11 +233,13 @@ def report_section(root: Path, analysis: Any, out_dir: Path) -> Section | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from harness.cli import HelpFormatter
+
     parser = argparse.ArgumentParser(prog="python -m reports.claims", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                         help="sweep directories (results.parquet) and lph diagnose outputs (diagnostics.parquet)")
-    parser.add_argument("--out", type=Path, default=Path("runs/claims"), help="output directory (default runs/claims)")
+    parser.add_argument("--out", type=Path, default=Path("runs/claims"), help="output directory")
     parser.add_argument("--spec", type=Path, default=None, help="claims file (default: the shipped reports/claims.yaml)")
     args = parser.parse_args(argv)
     try:

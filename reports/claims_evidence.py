@@ -96,13 +96,14 @@ def evidence_rows(source: Source, evidence: Evidence) -> tuple[list[dict[str, An
                 " (TRL logs the KL only when trainer.beta > 0)" if evidence.key == "kl" else "")]
         trials = trials.assign(items=object_column([None] * len(trials)), score=transform(values, evidence.log))
     by_arm = {arm: group for arm, group in trials.groupby("arm", sort=False)}
+    counts = whole_keys(arms)
     rows = []
     for candidate, baseline in pairs:
         matrix, noise = paired_matrix(by_arm[candidate], by_arm[baseline])
         matrix = matrix[:, ~np.all(np.isnan(matrix), axis=0)] if matrix.size else matrix
         matrix = matrix[~np.isnan(matrix).any(axis=1)] if matrix.ndim == 2 else matrix
         means = paired_means(by_arm[candidate], by_arm[baseline], evidence.log)
-        rows.append(row(source, evidence, candidate.task, describe_scope(candidate, baseline, evidence),
+        rows.append(row(source, evidence, candidate.task, describe_scope(candidate, baseline, evidence, counts),
                         candidate.label, baseline.label, estimate(matrix), noise, *means))
     return rows, []
 
@@ -123,13 +124,25 @@ def row(source: Source, evidence: Evidence, task: str, scope: str, candidate: st
             "predict": evidence.predict, "higher_is_better": evidence.higher_is_better}
 
 
-def describe_scope(candidate: Arm, baseline: Arm, evidence: Evidence) -> str:
+def whole_keys(arms: list[Arm]) -> set[str]:
+    """Parameters with several values, all whole numbers (counts such as trainer.num_generations, stored as float
+    when the warm start's row leaves them empty): shown without the `.0`."""
+    values: dict[str, set[Any]] = {}
+    for arm in arms:
+        for key, value in arm.params:
+            values.setdefault(key, set()).add(value)
+    return {key for key, found in values.items() if len(found) > 1 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in found)}
+
+
+def describe_scope(candidate: Arm, baseline: Arm, evidence: Evidence, counts: set[str] = frozenset()) -> str:
     """Task and the parameters that tell this row from the other rows of its comparison: `multihop |
     rewards.semantic_density=0.5`; a parameter the baseline changes shows both values (`trainer.num_generations=2 vs
     8`), the estimator only when the comparison does not fix it."""
-    base = dict(baseline.params)
+    base = {key: show(value) if key in counts else value for key, value in baseline.params}
     parts = []
     for key, value in candidate.params:
+        value = show(value) if key in counts else value
         fixed = key in evidence.candidate and not isinstance(evidence.candidate[key], (list, str))
         if key in evidence.baseline and base.get(key) != value:
             if key != ESTIMATOR:
@@ -140,6 +153,11 @@ def describe_scope(candidate: Arm, baseline: Arm, evidence: Evidence) -> str:
         elif not fixed:
             parts.append(f"{key}={value}")
     return " | ".join([candidate.task, *parts])
+
+
+def show(value: Any) -> Any:
+    """A whole float as an int (a parameter column with gaps, such as the warm start's, is stored as float)."""
+    return int(value) if isinstance(value, float) and value.is_integer() and not isinstance(value, bool) else value
 
 
 def paired_means(candidate: pd.DataFrame, baseline: pd.DataFrame, log: bool) -> tuple[float, float]:
