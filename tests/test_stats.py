@@ -18,7 +18,8 @@ EFFECT = 0.05
 
 def satterthwaite_by_hand(y: np.ndarray) -> tuple[float, float, float]:
     """Independent computation (statsmodels OLS ANOVA y ~ C(seed) + C(item)): (mean, SE, df) of the grand mean
-    with Var = MS_seed/(SI) + (MS_item - MS_resid)/(SI)."""
+    with Var = MS_seed/(SI) + (MS_item - MS_resid)/(SI), Satterthwaite's df pulled towards S - 1 by the seed part's
+    share w of Var: 1/df = w/(S-1) + (1-w)/df_Satterthwaite."""
     sm = pytest.importorskip("statsmodels.formula.api")
     anova_lm = pytest.importorskip("statsmodels.stats.anova").anova_lm
     s, i = y.shape
@@ -29,8 +30,9 @@ def satterthwaite_by_hand(y: np.ndarray) -> tuple[float, float, float]:
     assert ms_item > ms_resid  # the fixture has item variance: no truncation
     a, b, c = ms_seed / (s * i), ms_item / (s * i), ms_resid / (s * i)
     variance = a + b - c
-    df = variance**2 / (a**2 / (s - 1) + b**2 / (i - 1) + c**2 / ((s - 1) * (i - 1)))
-    return float(y.mean()), float(np.sqrt(variance)), float(df)
+    satterthwaite = max(variance**2 / (a**2 / (s - 1) + b**2 / (i - 1) + c**2 / ((s - 1) * (i - 1))), s - 1)
+    share = a / variance
+    return float(y.mean()), float(np.sqrt(variance)), float(1 / (share / (s - 1) + (1 - share) / satterthwaite))
 
 
 def test_two_way_interval_matches_an_anova_by_statsmodels():
@@ -72,12 +74,13 @@ def test_degenerate_matrices():
     assert same.seeds_to_detect() is None
 
 
-def simulate(n_seeds: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """SIMULATIONS sweeps of one task: candidate and baseline per-item 0/1 outcomes on the same N_ITEMS items
-    (drawn afresh per sweep) and seeds. P(correct) = 0.5 + shared seed effect (sd 0.03) + arm seed effect (sd 0.02)
+def simulate(n_seeds: int, rng: np.random.Generator, samples: int = 1) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """SIMULATIONS sweeps of one task: candidate and baseline per-item outcomes on the same N_ITEMS items (drawn
+    afresh per sweep) and seeds. P(correct) = 0.5 + shared seed effect (sd 0.03) + arm seed effect (sd 0.02)
     + item effect (uniform, sd 0.12) + candidate x item effect (uniform, sd 0.02) + EFFECT for the candidate.
-    Returns (baseline, candidate, true baseline mean, true difference)."""
-    shape = (SIMULATIONS, n_seeds, N_ITEMS)
+    An outcome is 0/1 (`samples` = 1) or, as in sampled pass@1, the share of `samples` draws that are correct, the
+    two arms of a seed drawing with the same uniforms per item and sample (the harness's seeded streams: common
+    random numbers). Returns (baseline, candidate, true baseline mean, true difference)."""
     half_width = np.sqrt(3)  # uniform(-w, w) has sd w / sqrt(3)
     item = rng.uniform(-half_width, half_width, (SIMULATIONS, 1, N_ITEMS)) * 0.12
     interaction = rng.uniform(-half_width, half_width, (SIMULATIONS, 1, N_ITEMS)) * 0.02
@@ -85,17 +88,26 @@ def simulate(n_seeds: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     p_base = 0.5 + shared + rng.normal(0, 0.02, (SIMULATIONS, n_seeds, 1)) + item
     p_cand = 0.5 + EFFECT + shared + rng.normal(0, 0.02, (SIMULATIONS, n_seeds, 1)) + item + interaction
     assert p_base.min() > 0 and p_cand.max() < 1  # the additive model holds exactly: E[y] = p
-    return (rng.random(shape) < p_base).astype(float), (rng.random(shape) < p_cand).astype(float), 0.5, EFFECT
+    if samples == 1:
+        shape = (SIMULATIONS, n_seeds, N_ITEMS)
+        return (rng.random(shape) < p_base).astype(float), (rng.random(shape) < p_cand).astype(float), 0.5, EFFECT
+    uniforms = rng.random((SIMULATIONS, n_seeds, N_ITEMS, samples), dtype=np.float32)
+    share = lambda p: (uniforms < p[..., None]).mean(axis=-1, dtype=float)  # noqa: E731
+    return share(p_base), share(p_cand), 0.5, EFFECT
 
 
-@pytest.mark.parametrize("n_seeds", [3, 5, 10])
-def test_interval_coverage_in_simulated_sweeps(n_seeds):
-    """The 95% intervals of the arm mean and of the paired difference cover the truth 93-97% of the time."""
-    baseline, candidate, mean, effect = simulate(n_seeds, np.random.default_rng(n_seeds))
+@pytest.mark.parametrize(("n_seeds", "samples"), [(3, 1), (5, 1), (10, 1), (3, 8), (5, 8), (10, 8)])
+def test_interval_coverage_in_simulated_sweeps(n_seeds, samples):
+    """The 95% intervals of the arm mean and of the paired difference cover the truth 93-97% of the time, with 0/1
+    outcomes and with fractional ones (pass@1 over 8 samples). The samples' binomial noise is independent across
+    (seed, item) cells, so it is part of the residual e_si of the two-way model (reports.stats): it enters MS_seed,
+    MS_item and MS_resid as the model says and the interval needs no term of its own."""
+    baseline, candidate, mean, effect = simulate(n_seeds, np.random.default_rng(n_seeds), samples)
     arm, paired = estimate(baseline), estimate(candidate - baseline)
     arm_coverage = np.mean((arm.ci_low <= mean) & (mean <= arm.ci_high))
     paired_coverage = np.mean((paired.ci_low <= effect) & (effect <= paired.ci_high))
-    print(f"seeds {n_seeds}: arm mean coverage {arm_coverage:.3f}, paired difference coverage {paired_coverage:.3f}")
+    print(f"seeds {n_seeds}, samples {samples}: arm mean coverage {arm_coverage:.3f}, paired difference coverage "
+          f"{paired_coverage:.3f}")
     assert 0.93 <= arm_coverage <= 0.97
     assert 0.93 <= paired_coverage <= 0.97
 
