@@ -123,37 +123,26 @@ def bench_rewards(args: argparse.Namespace) -> dict[str, Any]:
 def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     """Seconds per step and tokens/s of plain TRL GRPOTrainer and of the harness trainer (group_mean, and the
     attenuated estimator that needs one extra log-prob pass) on the same model, data and config, in one run."""
-    from transformers import PrinterCallback
-    from trl import GRPOTrainer
-
-    import estimators
     from harness.config import RunConfig
-    from harness.trial.model import WARM_START_MARKER, ensure_warm_start, load_policy
     from harness.tasks import load_task
-    from harness.trial.train import grpo_arguments, grpo_dataset, reward_mix
-    from harness.trial.trl_hooks import EstimatorGRPOTrainer
+    from harness.trial.model import WARM_START_MARKER, ensure_warm_start
+    from harness.trial.train import build_trainer
 
     steps = 5 if args.quick else 30
-    config = RunConfig.model_validate({"trainer": {"max_steps": steps, "per_device_train_batch_size": 32}})
-    warm = ensure_warm_start(config.model, config.task)
-    warm_seconds = json.loads((warm / WARM_START_MARKER).read_text())["seconds"]
-    dataset = grpo_dataset(load_task(config.task).train)
     rows = []
-    for label, estimator in [("plain GRPOTrainer", None), ("harness group_mean", "group_mean"),
+    for label, estimator in [("plain GRPOTrainer", "group_mean"), ("harness group_mean", "group_mean"),
                              ("harness attenuated_pairwise", "attenuated_pairwise")]:
-        policy, tokenizer, _ = load_policy(config.model, config.task)
-        mix = reward_mix(config, policy, tokenizer)
-        common = {"model": policy, "reward_funcs": mix.components, "train_dataset": dataset,
-                  "args": grpo_arguments(config, args.out / "train-bench", mix.weights), "processing_class": tokenizer}
-        trainer = (GRPOTrainer(**common) if estimator is None
-                   else EstimatorGRPOTrainer(**common, estimator=estimators.get(estimator, scale="group")))
-        trainer.remove_callback(PrinterCallback)
+        config = RunConfig.model_validate({"trainer": {"max_steps": steps, "per_device_train_batch_size": 32},
+                                           "estimator": {"name": estimator, "scale": "group"}})
+        trainer = build_trainer(config, args.out / "train-bench", load_task(config.task, config.rewards),
+                                plain=label.startswith("plain")).trainer
         started = time.perf_counter()
         trainer.train()
         seconds = (time.perf_counter() - started) / steps
         tokens = trainer.state.log_history[-2].get("num_tokens", 0.0)
         rows.append({"trainer": label, "seconds_per_step": round(seconds, 4),
                      "tokens_per_second": round(tokens / (seconds * steps))})
+    warm_seconds = json.loads((ensure_warm_start(config.model, config.task) / WARM_START_MARKER).read_text())["seconds"]
     for row in rows:
         row["ratio_to_plain"] = round(row["seconds_per_step"] / rows[0]["seconds_per_step"], 3)
     return {"rows": rows, "warm_start_seconds": round(warm_seconds, 1)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -12,6 +13,9 @@ from reports.analysis import Analysis
 from reports.render import Section
 from reports.stats import MAX_SEEDS
 from reports.verdicts import verdict_lines
+
+if TYPE_CHECKING:
+    import optuna
 
 
 def verdict_section(analysis: Analysis) -> Section:
@@ -105,30 +109,43 @@ def curves_section(analysis: Analysis, out_dir: Path) -> Section:
 
 
 def optuna_sections(root: Path) -> list[Section]:
-    """Best trial, parameter importances and history of an Optuna sweep (none for grid sweeps)."""
-    spec_file = root / "spec.json"
-    spec = json.loads(spec_file.read_text())["spec"] if spec_file.is_file() else {}
-    if not spec.get("optuna"):
-        return []
+    """Best trial, parameter importances and history of an Optuna sweep, from the `optuna_trials.json` its search
+    writes (none for grid sweeps)."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend
 
-    storage = spec.get("storage") or optuna.storages.JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
-    study = optuna.load_study(study_name=spec["name"], storage=storage)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    path = root / "optuna_trials.json"  # written by harness.sweep.storage.write_trials
+    if not path.is_file():
+        return []
+    study = completed_study(json.loads(path.read_text()))
     section = Section("Optuna search")
-    if not complete:
+    if not study.trials:
         section.text.append("No Optuna trial has completed.")
         return [section]
     best = study.best_trial
-    section.text.append(f"Best trial #{best.number}: objective {best.value:.4f} with {best.params}.")
-    if len(complete) >= 2:
+    section.text.append(f"Best trial #{best.user_attrs['number']}: objective {best.value:.4f} with {best.params}.")
+    if len(study.trials) >= 2:
         importances = optuna.importance.get_param_importances(study)
         section.tables.append(pd.DataFrame({"parameter": list(importances), "importance": list(importances.values())}))
-    values = pd.DataFrame({"number": [t.number for t in complete], "value": [t.value for t in complete]})
+    values = pd.DataFrame({"number": [t.user_attrs["number"] for t in study.trials],
+                           "value": [t.value for t in study.trials]})
     best_so_far = values["value"].cummax() if study.direction.name == "MAXIMIZE" else values["value"].cummin()
     section.figures.append(figures.optuna_history_figure(values.assign(best=best_so_far), root / "figures"))
     return [section]
+
+
+def completed_study(document: dict[str, Any]) -> optuna.Study:
+    """An in-memory study of the completed trials of an `optuna_trials.json` document, in the order of their numbers
+    (each trial's number in the file is its user attribute `number`)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    study = optuna.create_study(direction=document["direction"].lower())
+    for trial in sorted(document["trials"], key=lambda t: t["number"]):
+        if trial["state"] == "COMPLETE":
+            distributions = {k: optuna.distributions.json_to_distribution(d) for k, d in trial["distributions"].items()}
+            study.add_trial(optuna.trial.create_trial(params=trial["params"], distributions=distributions,
+                                                      value=trial["value"], user_attrs={"number": trial["number"]}))
+    return study
 
 
 def failures_section(results: pd.DataFrame) -> Section:

@@ -157,3 +157,128 @@ def test_the_dry_run_of_a_10100_trial_grid_takes_under_15_s(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10200 trials" in out and len(out.splitlines()) > 10200
     assert seconds < 15, f"{seconds:.1f} s of CPU"
+
+
+def optuna_smoke(tmp_path: Path, storage: str, report: bool = True) -> Path:
+    """The smoke spec as an Optuna search of 2 suggestions x 1 seed (random sampling) into `storage`."""
+    return smoke_spec(tmp_path, grid={}, seeds=1, storage=storage, report=report,
+                      base={**yaml.safe_load(SMOKE.read_text())["base"], "estimator": {"name": "attenuated_pairwise"}},
+                      optuna={"n_trials": 2, "sampler": "random",
+                              "space": {"estimator.beta": {"type": "float", "low": 0.1, "high": 10.0}}})
+
+
+def test_a_storage_password_is_written_nowhere(tmp_path):
+    path = optuna_smoke(tmp_path, "postgresql://lph:s3cret-pw@127.0.0.1:9/lph", report=False)
+    root = tmp_path / "sweep"
+    result = subprocess.run(cli(str(path), "--runs-dir", str(root)), cwd=ROOT, capture_output=True, text=True)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: storage postgresql://lph:***@127.0.0.1:9/lph: cannot open the database (")
+    written = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert root / "spec.json" in written and not any(b"s3cret-pw" in data for data in written.values())
+    assert json.loads(written[root / "spec.json"])["spec"]["storage"] == "postgresql://lph:***@127.0.0.1:9/lph"
+
+
+def test_storage_from_an_environment_variable_and_a_report_that_reads_files_only(tmp_path, monkeypatch):
+    from reports import build_report
+
+    database = tmp_path / "study.db"
+    monkeypatch.setenv("LPH_STORAGE", f"sqlite:///{database}")
+    root = run_sweep(optuna_smoke(tmp_path, "${LPH_STORAGE}"), root=tmp_path / "tune")
+    assert database.is_file() and json.loads((root / "spec.json").read_text())["spec"]["storage"] == "${LPH_STORAGE}"
+    trials = json.loads((root / "optuna_trials.json").read_text())["trials"]
+    assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert "## Optuna search" in (root / "report.md").read_text()
+    database.unlink()
+    monkeypatch.delenv("LPH_STORAGE")  # the report needs neither the database nor its URL
+    report = build_report(root).read_text()
+    best = max(trials, key=lambda t: t["value"])
+    assert f"Best trial #{best['number']}: objective {best['value']:.4f}" in report
+
+
+def test_an_unset_storage_variable_fails_at_load(tmp_path, monkeypatch):
+    monkeypatch.delenv("LPH_NO_SUCH_STORAGE", raising=False)
+    path = optuna_smoke(tmp_path, "${LPH_NO_SUCH_STORAGE}")
+    expected = r"storage \$\{LPH_NO_SUCH_STORAGE\}: environment variable LPH_NO_SUCH_STORAGE is not set"
+    with pytest.raises(ConfigError, match=expected):
+        load_spec(path)
+
+
+def test_an_optuna_sweep_on_postgresql_builds_its_report(tmp_path):
+    import uuid
+
+    import optuna
+
+    from harness.sweep.storage import sqlalchemy_url
+
+    url = os.environ.get("LPH_POSTGRES_URL")
+    if not url:
+        pytest.skip("LPH_POSTGRES_URL is not set: eval \"$(.ci/postgres-up.sh)\" starts a private PostgreSQL server")
+    name = f"pg-report-{uuid.uuid4().hex[:8]}"
+    path = optuna_smoke(tmp_path, url)
+    path.write_text(path.read_text().replace("name: smoke", f"name: {name}"))
+    try:
+        root = run_sweep(path, root=tmp_path / "tune")
+        assert "## Optuna search" in (root / "report.md").read_text()
+    finally:
+        optuna.delete_study(study_name=name, storage=sqlalchemy_url(url))
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_driver_killed_mid_trial_takes_its_worker_along_and_a_rerun_trains_the_trial_once(tmp_path):
+    import signal
+    import time
+
+    from harness.sweep.store import ResultStore
+
+    overrides = ["--set", "grid.estimator.name=[group_mean]", "--set", "seeds=1", "--set", "base.trainer.max_steps=30",
+                 "--set", "executor.workers=2"]  # the trial trains beside its warm_start control
+    root = tmp_path / "killed"
+    driver = subprocess.Popen(cli(str(SMOKE), "--runs-dir", str(root), *overrides), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 900
+    while time.time() < deadline and not any(len(p.read_text().splitlines()) >= 3
+                                              for p in root.glob("trials/*/metrics.jsonl")):
+        time.sleep(0.2)
+    (metrics,) = root.glob("trials/*/metrics.jsonl")  # the trial trains
+    worker = json.loads((metrics.parent / "attempts.log").read_text().splitlines()[0])["pid"]
+    os.kill(driver.pid, signal.SIGKILL)  # the driver alone, not its process group
+    driver.wait()
+    subprocess.run(cli(str(SMOKE), "--runs-dir", str(root), *overrides), cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert not alive(worker)
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == list(range(1, 31))
+    store = ResultStore(root)
+    assert store.is_done(metrics.parent.name) and store.attempts(metrics.parent.name) == 2
+
+
+def test_the_hand_off_is_typed_and_a_record_round_trips_through_the_store(tmp_path):
+    import dataclasses
+    import pickle
+
+    from harness.sweep.driver import Sweep
+    from harness.sweep.store import ResultStore, TrialRecord
+    from harness.trial.handoff import Control, runner
+    from harness.trial.train import run_trial, score_warm_start
+    from tests.test_sweep import smoke_trials
+
+    control = next(t for t in smoke_trials() if t.control is not None)
+    payload = Sweep(load_spec(SMOKE), SMOKE, tmp_path).payload(control)
+    assert payload.control is Control.WARM_START and payload.run_dir == tmp_path / "trials" / control.trial_id
+    assert pickle.loads(pickle.dumps(payload)) == payload  # what a spawned worker or a submitit job receives
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        payload.seed = 1  # type: ignore[misc]
+    assert runner(Control.WARM_START) is score_warm_start and runner(None) is run_trial
+    store = ResultStore(tmp_path)
+    record = payload.failed("worker process died")
+    store.write_result(record)
+    assert store.record(control.trial_id) == record and store.result(control.trial_id)["status"] == "failed"
+    older = json.loads((store.trial_dir(control.trial_id) / "result.json").read_text()) | {"gone": 1}
+    assert TrialRecord.from_json(older) == record  # keys of another version are left out

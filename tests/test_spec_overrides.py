@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from harness.config import ConfigError
-from harness.sweep.run import Sweep
+from harness.sweep.driver import Sweep
 from harness.sweep.spec import grid_trials, load_spec
 from tests.conftest import ROOT, SMOKE
 

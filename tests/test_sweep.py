@@ -109,13 +109,16 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
         assert store.attempts(trial_id) == 1
 
 
-def test_two_drivers_on_one_store_run_each_trial_once(tmp_path):
+def test_two_drivers_on_one_store_run_each_trial_once_and_share_the_work(tmp_path):
     root = tmp_path / "shared"
     prepare_warm_starts(grid_trials(load_spec(SMOKE), SMOKE))  # the warm start once, before the race
     drivers = [subprocess.Popen(cli(str(SMOKE), "--runs-dir", str(root)), cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for driver in drivers:
-        assert driver.wait(timeout=600) == 0, driver.stderr.read()
+    logs = [driver.communicate(timeout=600)[1] for driver in drivers]
+    for driver, log in zip(drivers, logs):
+        assert driver.returncode == 0, log
+    ran = [sum(line.startswith("done ") for line in log.splitlines()) for log in logs]
+    assert sum(ran) == len(smoke_trials()) and min(ran) >= 1, ran  # each claims a trial only when it has room
     store = ResultStore(root)
     trials = smoke_trials()
     assert all(store.is_done(t.trial_id) for t in trials)
@@ -126,7 +129,7 @@ def test_two_drivers_on_one_store_run_each_trial_once(tmp_path):
 def test_local_workers_get_one_warm_start_each_first_then_trials_whose_warm_start_is_ready():
     """The default ablation: its two warm starts lead the queue (one per worker, each trained by a `warm_start`
     control), then every arithmetic trial, then every multihop one."""
-    from harness.sweep.run import warm_starts_first
+    from harness.sweep.driver import warm_starts_first
 
     trials = sweep_trials(load_spec(ROOT / "sweeps" / "ablation.yaml"), "ablation")
     ordered = warm_starts_first(trials)

@@ -1,6 +1,7 @@
 """Executors: where a sweep's trials run, as a stream that takes new trials while others run.
 
-- `local`: a pool of `workers` worker processes on this machine (each imports the stack once and runs many trials);
+- `local`: a pool of `workers` worker processes on this machine (each imports the stack once and runs many trials;
+  they end with the driver, even when it is killed);
 - `submitit-local`: submitit's local executor (one process per trial, like a cluster job), `workers` at once;
 - `slurm`: submitit job arrays on a SLURM cluster (one array per `submit` call), resources from the spec, at most
   `array_parallelism` tasks of an array at once, requeued after preemption.
@@ -15,31 +16,26 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.sweep.launch import launch_settings
-from harness.sweep.payload import execute_trial
+from harness.sweep.payload import TrialPayload, die_with_parent, execute_trial
 from harness.sweep.spec import ExecutorConfig
+from harness.sweep.store import TrialRecord
 
-Payload = dict[str, Any]
-Record = dict[str, Any]
-OnStart = Callable[[Payload], None]
+OnStart = Callable[[TrialPayload], None]
 SLURM_MARGIN_MIN = 5
 """Minutes a SLURM job may run past its trial's deadline (start-up, writing the result) before SLURM stops it."""
 JOB_POLL_S = 1.0
 """Seconds between two looks at submitit jobs' states."""
-
-
-def lost_record(payload: Payload, error: str) -> Record:
-    """The failed record of a trial whose process ended without writing one."""
-    return {"trial_id": payload["trial_id"], "params": payload["params"], "seed": payload["seed"],
-            "status": "failed", "error": error, "run_dir": payload.get("run_dir"), "finished_at": time.time()}
 
 
 class Executor:
@@ -51,23 +47,28 @@ class Executor:
         self.capacity, self.threads = capacity, threads
         self.launch = launch_settings(config)
         self.on_start = on_start or (lambda payload: None)
-        self.queue: deque[Payload] = deque()
-        self.running: dict[Any, Payload] = {}
+        self.queue: deque[TrialPayload] = deque()
+        self.running: dict[Any, TrialPayload] = {}
 
     @property
     def in_flight(self) -> int:
         return len(self.queue) + len(self.running)
 
-    def submit(self, payloads: list[Payload]) -> None:
+    @property
+    def free(self) -> int:
+        """Trials this executor would start now: its free workers (the cluster's queue takes any number)."""
+        return self.capacity - self.in_flight
+
+    def submit(self, payloads: list[TrialPayload]) -> None:
         """Queue `payloads` (each stamped with the threads and launch settings of a trial here) and start what fits."""
-        self.queue.extend(p | {"threads": self.threads, "launch": self.launch} for p in payloads)
+        self.queue.extend(replace(p, threads=self.threads, launch=self.launch) for p in payloads)
         self._fill()
 
     def _fill(self) -> None:
         """Start queued trials while there is room."""
         raise NotImplementedError
 
-    def wait(self, timeout: float) -> list[Record]:
+    def wait(self, timeout: float) -> list[TrialRecord]:
         """Records of trials finished since the last call; blocks until at least one finishes or `timeout` seconds
         passed (also when nothing is in flight)."""
         raise NotImplementedError
@@ -90,7 +91,8 @@ class LocalExecutor(Executor):
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
 
     def _fill(self) -> None:
         while self.queue and len(self.running) < self.capacity:
@@ -98,7 +100,7 @@ class LocalExecutor(Executor):
             self.running[self.pool.submit(execute_trial, payload)] = payload
             self.on_start(payload)
 
-    def wait(self, timeout: float) -> list[Record]:
+    def wait(self, timeout: float) -> list[TrialRecord]:
         if not self.running:
             time.sleep(timeout)
             return []
@@ -110,10 +112,10 @@ class LocalExecutor(Executor):
                 continue
             error = future.exception()
             if isinstance(error, BrokenProcessPool):
-                records.append(lost_record(payload, "worker process died (killed or out of memory)"))
+                records.append(payload.failed("worker process died (killed or out of memory)"))
                 self._restart()
                 break
-            records.append(lost_record(payload, f"{type(error).__name__}: {error}") if error else future.result())
+            records.append(payload.failed(f"{type(error).__name__}: {error}") if error else future.result())
         self._fill()
         return records
 
@@ -139,6 +141,10 @@ class SubmititExecutor(Executor):
         self.backend = submitit_executor(config, folder)
         self.throttled = config.kind != "slurm"
 
+    @property
+    def free(self) -> int:
+        return super().free if self.throttled else sys.maxsize
+
     def _fill(self) -> None:
         room = self.capacity - len(self.running) if self.throttled else len(self.queue)
         batch = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
@@ -149,7 +155,7 @@ class SubmititExecutor(Executor):
             self.running[job] = payload
             self.on_start(payload)
 
-    def wait(self, timeout: float) -> list[Record]:
+    def wait(self, timeout: float) -> list[TrialRecord]:
         deadline = time.monotonic() + timeout
         while True:
             records = [self._record(job) for job in [j for j in self.running if j.done()]]
@@ -158,12 +164,12 @@ class SubmititExecutor(Executor):
                 return records
             time.sleep(min(JOB_POLL_S, max(0.0, deadline - time.monotonic())))
 
-    def _record(self, job: Any) -> Record:
+    def _record(self, job: Any) -> TrialRecord:
         payload = self.running.pop(job)
         try:
             return job.result()
         except Exception as error:  # noqa: BLE001  (a job that died, was cancelled or timed out)
-            return lost_record(payload, f"{type(error).__name__}: {str(error).splitlines()[0][:500]}")
+            return payload.failed(f"{type(error).__name__}: {str(error).splitlines()[0][:500]}")
 
 
 def make_executor(config: ExecutorConfig, folder: Path, on_start: OnStart | None = None) -> Executor:
@@ -211,12 +217,12 @@ class RequeueableTrial:
     directory: a trial with `trainer.save_steps` resumes from its latest checkpoint (harness.trial.checkpoints)
     instead of step 0; one without starts again."""
 
-    def __call__(self, payload: Payload) -> Record:
+    def __call__(self, payload: TrialPayload) -> TrialRecord | None:
         devices = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        print(f"trial {payload['trial_id']} on {os.uname().nodename} CUDA_VISIBLE_DEVICES={devices}", flush=True)
+        print(f"trial {payload.trial_id} on {os.uname().nodename} CUDA_VISIBLE_DEVICES={devices}", flush=True)
         return execute_trial(payload)
 
-    def checkpoint(self, payload: Payload) -> Any:
+    def checkpoint(self, payload: TrialPayload) -> Any:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, payload)

@@ -2,6 +2,9 @@
 `array_parallelism` on SLURM), each runs over every seed, and each is told the seeds' mean metric (FAIL if a seed
 failed) as its last seed finishes. TPE samples with `constant_liar`, so suggestions asked while others run avoid them.
 
+The study's trials are written to `optuna_trials.json` in the sweep directory after each tell and at the end (for the
+report, which reads files only; see harness.sweep.storage).
+
 Several drivers may share one study (same storage, same sweep directory): trial runs are claimed through the store,
 so none is run twice; a suggestion whose runs another driver holds waits for their results; a suggestion left
 RUNNING by a driver that died is adopted by the next driver that can claim its unfinished runs; a suggestion asked
@@ -18,62 +21,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import ConfigError
-from harness.sweep.executors import Executor, Record
+from harness.sweep.driver import Sweep, SweepProgress
+from harness.sweep.executors import Executor
 from harness.sweep.spec import SearchParam, SweepSpec, Trial, make_trial
+from harness.sweep.storage import study_storage, write_trials
+from harness.sweep.store import TrialRecord
 
 if TYPE_CHECKING:
     import optuna
 
-    from harness.sweep.run import Sweep, SweepProgress
-
 POLL_S = 2.0
 """Seconds between two looks at runs held by other drivers when nothing of this driver finishes."""
-RDB_OPEN_TRIES = 5
-"""Attempts to open a database storage whose schema other drivers are creating at the same moment."""
 ORPHAN_AFTER_S = 30.0
 """Seconds a suggestion must have been RUNNING before another driver may adopt it (its own driver claims its runs
 right after asking it)."""
 
 
-def storage_url(url: str) -> str:
-    """SQLAlchemy URL of a spec's storage: plain `postgresql://` (and `postgres://`) use psycopg 3, the driver of
-    the `postgres` extra; URLs naming a driver (`postgresql+psycopg2://`) are kept."""
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url.removeprefix(scheme)
-    return url
-
-
 def optuna_storage(spec: SweepSpec, root: Path) -> Any:
-    """The study storage: the spec's URL (sqlite:///..., postgresql://...) or a journal file in the sweep dir."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    if spec.storage:
-        try:
-            return rdb_storage(storage_url(spec.storage))
-        except ModuleNotFoundError as error:
-            raise ConfigError(f"storage {spec.storage.split('://')[0]}://...: the database driver {error.name!r} is "
-                              "not installed (PostgreSQL: pip install -e '.[postgres]')") from None
-    root.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
-
-
-def rdb_storage(url: str, tries: int = RDB_OPEN_TRIES) -> Any:
-    """Optuna's RDBStorage of `url`. Drivers that open a new database at the same moment race to create its schema:
-    the losers get "table ... already exists" or a duplicate key (SQLite and PostgreSQL alike) and try again, after
-    0.2, 0.4, ... s, and then find the tables made; any other error, or the same one at the last try, is raised."""
-    import optuna
-    import sqlalchemy.exc
-
-    for attempt in range(1, tries):
-        try:
-            return optuna.storages.RDBStorage(url)
-        except sqlalchemy.exc.DatabaseError as error:
-            if not (isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)):
-                raise
-        time.sleep(0.2 * attempt)
-    return optuna.storages.RDBStorage(url)
+    """The study storage of `spec` (its `storage` URL or `${NAME}`, else a journal file in the sweep dir `root`)."""
+    return study_storage(spec.storage, root)
 
 
 def open_study(spec: SweepSpec, root: Path, verbose: bool = False) -> optuna.Study:
@@ -98,11 +64,11 @@ def suggest(trial: Any, key: str, param: SearchParam) -> Any:
     return trial.suggest_float(key, param.low, param.high, log=param.log)
 
 
-def objective(records: list[Record], metric: str) -> float | None:
+def objective(records: list[TrialRecord], metric: str) -> float | None:
     """The seeds' mean of `metric` (eval_<name> from the eval results, else a final training metric); None when a
     seed failed or lacks the metric."""
-    values = [r.get("eval", {}).get(metric.removeprefix("eval_")) if metric.startswith("eval_")
-              else r.get("final", {}).get(metric) for r in records if r.get("status") == "done"]
+    values = [r.eval.get(metric.removeprefix("eval_")) if metric.startswith("eval_") else r.final.get(metric)
+              for r in records if r.done]
     if len(values) != len(records) or any(v is None for v in values):
         return None
     return sum(values) / len(values)
@@ -128,7 +94,7 @@ class Suggestion:
     number: int
     params: dict[str, Any]
     trials: list[Trial]
-    records: dict[str, Record] = field(default_factory=dict)
+    records: dict[str, TrialRecord] = field(default_factory=dict)
     claimed: set[str] = field(default_factory=set)
     waiting: dict[str, Any] = field(default_factory=dict)
 
@@ -245,18 +211,18 @@ class OptunaSearch:
 
     def take_from_store(self, suggestion: Suggestion, trial_id: str) -> None:
         """Use the stored result of a run finished before or by another driver."""
-        record = self.sweep.store.result(trial_id)
+        record = self.sweep.store.record(trial_id)
         assert record is not None
         suggestion.records[trial_id] = record
         suggestion.waiting.pop(trial_id, None)
         self.progress.skipped(record)
 
-    def deliver(self, record: Record) -> None:
+    def deliver(self, record: TrialRecord) -> None:
         """Hand a record of this driver's executor to every suggestion that includes its run."""
         for suggestion in self.active:
-            if any(t.trial_id == record["trial_id"] for t in suggestion.trials):
-                suggestion.records[record["trial_id"]] = record
-                suggestion.waiting.pop(record["trial_id"], None)
+            if any(t.trial_id == record.trial_id for t in suggestion.trials):
+                suggestion.records[record.trial_id] = record
+                suggestion.waiting.pop(record.trial_id, None)
 
     def resolve_waiting(self, executor: Executor) -> None:
         """Runs held by others: take their new result; claim and run those whose holder let go without one."""
@@ -283,15 +249,16 @@ class OptunaSearch:
                 self.study.tell(suggestion.number, value, skip_if_finished=True)
             self.active.remove(suggestion)
             self.progress.told(suggestion.number, suggestion.params, value)
+            write_trials(self.study, self.sweep.root)
 
 
-def run_optuna(sweep: Sweep, progress: SweepProgress, max_trials: int | None, verbose: bool = False) -> None:
-    """Run the spec's Optuna search (see the module docstring) on the spec's executor."""
-    study = open_study(sweep.spec, sweep.root, verbose)
+def run_optuna(sweep: Sweep, study: optuna.Study, progress: SweepProgress, max_trials: int | None) -> None:
+    """Run the spec's Optuna search of `study` (see the module docstring) on the spec's executor."""
     search = OptunaSearch(sweep, study, progress, max_trials)
     try:
         with sweep.executor(progress) as executor:
             search.run(executor)
     finally:
         sweep.release_claims()
+    write_trials(study, sweep.root)  # with the suggestions other drivers told meanwhile, for the report
 

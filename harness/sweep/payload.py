@@ -8,71 +8,114 @@ those from the executor's side.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
 from harness.lock import lock_hash
-from harness.sweep.launch import launch_trial, machine_rank
-from harness.sweep.store import ResultStore
+from harness.sweep.launch import Launch, launch_trial, machine_rank
+from harness.sweep.store import ResultStore, TrialRecord
+from harness.trial.handoff import Control, runner
+
+SUMMARY_KEYS = ("final", "eval", "train_seconds", "reward_failures")
+"""The entries of a trial's summary its record keeps."""
+PR_SET_PDEATHSIG = 1
+"""Linux prctl option: the signal this process gets when the thread that started it ends."""
 
 
 class TrialTimeout(Exception):
     """The trial ran past the sweep's `trial_timeout_min`."""
 
 
-def execute_trial(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run the trial described by `payload` (trial_id, params, seed, config, sweep_root, timeout_s, threads, launch)
-    and write its result record (status `done` with metrics, or `failed` with the traceback). A trial interrupted
-    earlier in the same run directory resumes from its last `trainer.save_steps` checkpoint (run_trial)."""
-    store = ResultStore(Path(payload["sweep_root"]))
-    trial_id = payload["trial_id"]
-    run_dir = store.trial_dir(trial_id)
-    launch = payload.get("launch")  # several training processes: accelerate launch (harness.sweep.launch)
-    if launch and machine_rank(launch) > 0:  # a further node of a multi-node trial: the first node records it
-        launch_trial(RunConfig.model_validate(payload["config"]), run_dir, launch, payload.get("threads"))
-        return {}
-    if (finished := store.result(trial_id)) is not None and finished.get("status") == "done":
+def die_with_parent(parent: int) -> None:
+    """Initializer of a local worker process: SIGTERM it when its driver `parent` dies, even by kill -9 (Linux's
+    PR_SET_PDEATHSIG), and turn SIGTERM into `SystemExit`, so a running trial stops like an interrupt (its result
+    records the failure and an `accelerate launch` of it stops its process group); exit at once when the driver is
+    already gone. A new driver then finds the claim's process dead and runs the trial again from the start."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise SystemExit(f"driver {parent} is gone")
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {signal.Signals(signum).name} (the driver is gone)")
+
+
+@dataclass(frozen=True)
+class TrialPayload:
+    """What a sweep hands to wherever one of its trials runs: the trial (id, swept `params`, `seed`, resolved
+    `config`, `control` or None), its sweep directory, its deadline, whether its library logs stay on the terminal,
+    and what the executor adds (torch `threads`, the `launch` settings of a multi-process trial)."""
+
+    trial_id: str
+    params: dict[str, Any]
+    seed: int
+    config: RunConfig
+    sweep_root: str
+    timeout_s: float | None = None
+    control: Control | None = None
+    verbose: bool = False
+    threads: int | None = None
+    launch: Launch | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return ResultStore(Path(self.sweep_root)).trial_dir(self.trial_id)
+
+    def failed(self, error: str) -> TrialRecord:
+        """The failed record of this trial when its process ended without writing one."""
+        return TrialRecord(self.trial_id, self.params, self.seed, "failed", run_dir=str(self.run_dir), error=error,
+                           finished_at=time.time())
+
+
+def execute_trial(payload: TrialPayload) -> TrialRecord | None:
+    """Run the trial of `payload` through harness.trial.handoff and write its result record (status `done` with
+    metrics, or `failed` with the traceback); None on a further node of a multi-node trial (the first one records
+    it). A trial interrupted earlier in the same run directory resumes from its last `trainer.save_steps`
+    checkpoint (run_trial)."""
+    store = ResultStore(Path(payload.sweep_root))
+    run_dir, launch = payload.run_dir, payload.launch  # launch: several training processes (harness.sweep.launch)
+    if launch and machine_rank(launch) > 0:
+        launch_trial(payload.config, run_dir, launch, payload.threads)
+        return None
+    if (finished := store.record(payload.trial_id)) is not None and finished.done:
         return finished  # a job requeued after its trial finished (a race with a requeue): recorded once, not rerun
-    record: dict[str, Any] = {"trial_id": trial_id, "params": payload["params"], "seed": payload["seed"],
-                              "run_dir": str(run_dir), "host": os.uname().nodename, "lock": lock_hash()}
-    store.record_attempt(trial_id)
-    record["started_at"] = time.time()
-    started = time.perf_counter()
+    store.record_attempt(payload.trial_id)
+    started_at, started = time.time(), time.perf_counter()
     try:
-        _limit_threads(payload.get("threads"))
-        log = None if payload.get("verbose") else run_dir / "trial.log"
+        _limit_threads(payload.threads)
+        log = None if payload.verbose else run_dir / "trial.log"
         with _output_to(log):
-            # imported before the deadline starts: an alarm inside an import leaves half-initialised modules behind
-            from harness.trial.train import run_trial, score_warm_start
-        with _deadline(payload.get("timeout_s")), _output_to(log):
-            config = RunConfig.model_validate(payload["config"])
-            record["task"] = config.task.name
-            if launch and payload.get("control") is None:
-                summary = launch_trial(config, run_dir, launch, payload.get("threads"))
+            run = runner(payload.control)  # imports the training stack before the deadline starts
+        with _deadline(payload.timeout_s), _output_to(log):
+            if launch and payload.control is None:
+                summary = launch_trial(payload.config, run_dir, launch, payload.threads)
             else:
-                run = score_warm_start if payload.get("control") == "warm_start" else run_trial
-                summary = run(config, run_dir)
-        record |= {"status": "done", "final": summary["final"], "eval": summary["eval"],
-                   "train_seconds": summary["train_seconds"], "reward_failures": summary["reward_failures"]}
+                summary = run(payload.config, run_dir)
+        outcome = {"status": "done", **{key: summary[key] for key in SUMMARY_KEYS}}
     except BaseException as error:  # noqa: BLE001  (interrupts too: record them, then re-raise below)
-        record |= {"status": "failed", "error": f"{type(error).__name__}: {error}",
+        outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}",
                    "traceback": traceback.format_exc()}
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
-            # Ctrl-C, or submitit's exit after requeueing a preempted SLURM job: the process ends without a
-            # result to hand back (the requeued job resumes the trial from its last checkpoint and records it)
+            # Ctrl-C, submitit's exit after requeueing a preempted SLURM job, or the driver gone: the process ends
+            # without a result to hand back (a requeued job resumes the trial from its last checkpoint)
             raise
     finally:
-        record["wall_seconds"] = time.perf_counter() - started
-        record["finished_at"] = time.time()
-        if record.get("status"):
-            store.write_result(trial_id, record)
+        record = TrialRecord(payload.trial_id, payload.params, payload.seed, run_dir=str(run_dir),
+                             task=payload.config.task.name, host=os.uname().nodename, lock=lock_hash(),
+                             started_at=started_at, finished_at=time.time(),
+                             wall_seconds=time.perf_counter() - started, **outcome)
+        store.write_result(record)
     return record
 
 

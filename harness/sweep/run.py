@@ -10,186 +10,48 @@ continues a sweep directory made by an edited spec. `--dry-run` prints the trial
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
+from collections import deque
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.config import ConfigError
+from harness.sweep.driver import Sweep, SweepProgress, console, warm_starts_first
 from harness.sweep.eta import estimate
-from harness.sweep.executors import Executor, Record, make_executor
-from harness.sweep.optuna_search import optuna_storage, run_optuna
-from harness.sweep.spec import (WARM_START, SweepSpec, Trial, grid_trials, load_sweep, make_trial,
-                                optuna_probe_trials, spec_hash, warm_start_controls)
-from harness.sweep.store import ResultStore, atomic_write
+from harness.sweep.optuna_search import open_study, run_optuna
+from harness.sweep.spec import (SweepSpec, Trial, grid_trials, load_sweep, make_trial, optuna_probe_trials,
+                                warm_start_controls)
+from harness.sweep.store import ResultStore
 
-__all__ = ["main", "optuna_storage", "prepare_warm_starts", "run_sweep"]
+__all__ = ["main", "run_sweep", "sweep_trials"]
 
-console = Console(stderr=True)
-RUNS_DIR = Path("runs")
 POLL_S = 5.0
 """Longest wait between two looks at the executor (a finished trial is seen at once on the local executor)."""
 
 
-def arm(params: dict[str, Any]) -> str:
-    """The swept parameters as `key=value` words."""
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "base"
-
-
-class SweepProgress:
-    """Rich progress bar of trials (done, failed, running, ETA) and one line per trial finished here."""
-
-    def __init__(self, total: int) -> None:
-        self.counts = {"done": 0, "failed": 0}
-        self.running: set[str] = set()
-        self.bar = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("[green]{task.fields[done]} done [red]{task.fields[failed]} failed "
-                                       "[yellow]{task.fields[running]} running"),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-        self.task = self.bar.add_task("trials", total=total, running=0, **self.counts)
-
-    def _update(self, advance: int = 0) -> None:
-        self.bar.update(self.task, advance=advance, running=len(self.running), **self.counts)
-
-    def started(self, payload: dict[str, Any]) -> None:
-        self.running.add(payload["trial_id"])
-        self._update()
-
-    def finished(self, record: Record) -> None:
-        """A trial run by this driver: count it and print its line (arm, seed, accuracy, seconds or error)."""
-        self.running.discard(record["trial_id"])
-        done = record.get("status") == "done"
-        self.counts["done" if done else "failed"] += 1
-        self._update(advance=1)
-        seconds = f" {record['wall_seconds']:.1f} s" if "wall_seconds" in record else ""
-        outcome = (f"accuracy {record.get('eval', {}).get('accuracy', float('nan')):.3f}" if done
-                   else (str(record.get("error", "")).splitlines() or ["no error recorded"])[0][:160])
-        self.bar.console.print(f"{'[green]done[/green]' if done else '[red]FAIL[/red]'} "
-                               f"{escape(arm(record['params']))} seed={record['seed']} {escape(outcome)}{seconds}",
-                               highlight=False, soft_wrap=True)  # one line per trial, also in a log file
-
-    def skipped(self, record: Record) -> None:
-        """A trial finished earlier or by another driver: counted, no line."""
-        self.counts["done" if record.get("status") == "done" else "failed"] += 1
-        self._update(advance=1)
-
-    def told(self, number: int, params: dict[str, Any], value: float | None) -> None:
-        """An Optuna suggestion told to the study."""
-        self.bar.console.print(f"optuna #{number} {escape(arm(params))}: "
-                               + ("FAIL" if value is None else f"objective {value:.4g}"), highlight=False,
-                               soft_wrap=True)
-
-
-class Sweep:
-    """A sweep spec bound to its directory, results store and the trial claims this driver holds."""
-
-    def __init__(self, spec: SweepSpec, source: Path, root: Path | None = None, overrides: Sequence[str] = (),
-                 verbose: bool = False) -> None:
-        self.spec, self.source, self.overrides, self.verbose = spec, source, list(overrides), verbose
-        self.label = f"{source} (with --set {' '.join(overrides)})" if overrides else str(source)
-        self.root = (root or RUNS_DIR / spec.name).absolute()  # jobs on other nodes get absolute paths
-        self.store = ResultStore(self.root)
-        self.claimed: set[str] = set()
-
-    def check_spec(self, resume: bool) -> None:
-        """Refuse to mix results of an edited spec into an existing sweep directory unless `resume`."""
-        marker = self.root / "spec.json"
-        current = {"spec_hash": spec_hash(self.spec), "source": str(self.source), "overrides": self.overrides}
-        if marker.exists() and json.loads(marker.read_text())["spec_hash"] != current["spec_hash"] and not resume:
-            raise ConfigError(f"{self.root} holds a sweep of a different version of {self.label}; "
-                              "pass --resume to continue it anyway (finished trials of the same config are kept)")
-        atomic_write(marker, json.dumps(current | {"spec": self.spec.model_dump(mode="json")}, indent=2).encode())
-
-    def payload(self, trial: Trial) -> dict[str, Any]:
-        return {"trial_id": trial.trial_id, "params": trial.params, "seed": trial.seed,
-                "config": trial.config.model_dump(mode="json"), "sweep_root": str(self.root),
-                "run_dir": str(self.store.trial_dir(trial.trial_id)),
-                "timeout_s": self.spec.executor.trial_timeout_min * 60, "control": trial.control,
-                "verbose": self.verbose}
-
-    def claim(self, trial: Trial) -> bool:
-        """Take `trial` for this driver; False when it is done or another live runner holds it."""
-        if self.store.claim(trial.trial_id, self.spec.executor.trial_timeout_min * 60 + 300):
-            self.claimed.add(trial.trial_id)
-            return True
-        return False
-
-    def release(self, trial_id: str) -> None:
-        self.store.release(trial_id)
-        self.claimed.discard(trial_id)
-
-    def release_claims(self) -> None:
-        """Let go of every claim still held (the driver stops)."""
-        for trial_id in list(self.claimed):
-            self.release(trial_id)
-
-    def executor(self, progress: SweepProgress) -> Executor:
-        return make_executor(self.spec.executor, self.root / "submitit", progress.started)
-
-    def submit(self, trials: list[Trial], executor: Executor) -> None:
-        """Hand the (claimed) trials to `executor`. Local workers train the warm starts themselves, in the order of
-        `warm_starts_first`, so trials whose warm start is ready run while a slower one trains; for cluster jobs the
-        driver trains them first (jobs on other hosts would each train their own)."""
-        if not trials:
-            return
-        if self.spec.executor.kind == "local":
-            trials = warm_starts_first(trials)
-        else:
-            prepare_warm_starts(trials, self.spec.executor.workers)
-        executor.submit([self.payload(t) for t in trials])
-
-    def finish(self, record: Record) -> None:
-        """Store the record of a trial this driver ran (unless its runner stored a finished one), release it and
-        rewrite the results table."""
-        if (self.store.result(record["trial_id"]) or {}).get("status") != "done":  # a trial lost with its process
-            self.store.write_result(record["trial_id"], record)
-        self.release(record["trial_id"])
-        self.store.write_table()
-
-
 def run_grid(sweep: Sweep, trials: list[Trial], progress: SweepProgress) -> None:
-    """Run the trials of `trials` that are unfinished and not held by another driver."""
-    todo = [t for t in trials if sweep.claim(t)]
-    for trial in trials:
-        if trial not in todo and (record := sweep.store.result(trial.trial_id)) and record.get("status") == "done":
-            progress.skipped(record)
+    """Run the trials of `trials` that are unfinished and not held by another driver, claiming each only when the
+    executor has room for it, so that several drivers on one sweep directory share the work."""
+    pending = deque(warm_starts_first(trials) if sweep.spec.executor.kind == "local" else trials)
     try:
         with sweep.executor(progress) as executor:
-            sweep.submit(todo, executor)
-            while executor.in_flight:
-                for record in executor.wait(POLL_S):
+            while pending or executor.in_flight:
+                batch = []
+                while pending and len(batch) < executor.free:
+                    trial = pending.popleft()
+                    if sweep.claim(trial):
+                        batch.append(trial)
+                    elif (record := sweep.store.record(trial.trial_id)) and record.done:
+                        progress.skipped(record)
+                sweep.submit(batch, executor)
+                for record in executor.wait(POLL_S) if executor.in_flight else []:
                     sweep.finish(record)
                     progress.finished(record)
     finally:
         sweep.release_claims()
-
-
-def prepare_warm_starts(trials: list[Trial], workers: int = 1) -> None:
-    """Train each distinct tiny-model warm start once, in the driver (`workers` at a time), before the trials that
-    share it start."""
-    from harness.trial.model import ensure_warm_starts
-
-    ensure_warm_starts([(t.config.model, t.config.task) for t in trials], workers)
-
-
-def warm_starts_first(trials: list[Trial]) -> list[Trial]:
-    """`trials` grouped by the tiny-model warm start they share, each group led by its `warm_start` control (or its
-    first trial): the groups' leaders come first, so each of the first workers trains a different warm start (its
-    trial's wall time includes that) and the rest of a group follows once its warm start is cached; trials on a
-    local model directory come last."""
-    groups: dict[str, list[Trial]] = {}
-    for trial in sorted(trials, key=lambda t: t.control != WARM_START):  # stable: controls lead their group
-        model = trial.config.model
-        key = "" if model.path is not None else model.model_dump_json() + trial.config.task.model_dump_json()
-        groups.setdefault(key, []).append(trial)
-    ordered = [group for key, group in groups.items() if key]
-    return [group[0] for group in ordered] + [t for group in ordered for t in group[1:]] + groups.get("", [])
 
 
 def sweep_trials(spec: SweepSpec, label: str) -> list[Trial]:
@@ -255,7 +117,8 @@ def check_writable(root: Path) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise ConfigError(f"sweep directory {root}: cannot write in {existing} ({error.strerror}; see --runs-dir)") from None
+        reason = f"{error.strerror}; see --runs-dir"
+        raise ConfigError(f"sweep directory {root}: cannot write in {existing} ({reason})") from None
 
 
 def run_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = False, resume: bool = False,
@@ -276,8 +139,9 @@ def run_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = Fals
         quiet_libraries()
     if spec.optuna is not None:
         total = spec.optuna.n_trials * len(spec.seed_list)
+        study = open_study(spec, sweep.root, verbose)  # a storage that cannot be opened fails before the bar shows
         with (progress := SweepProgress(min(total, max_trials or total))).bar:
-            run_optuna(sweep, progress, max_trials, verbose)
+            run_optuna(sweep, study, progress, max_trials)
     else:
         trials = with_controls(grid)
         trials = trials[:max_trials] if max_trials is not None else trials

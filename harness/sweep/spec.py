@@ -18,6 +18,8 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from harness.config import ConfigError, RunConfig, Strict, read_yaml, stable_hash, validate
+from harness.sweep.storage import ENV_REFERENCE, redact, resolve_url
+from harness.trial.handoff import Control
 
 
 class SearchParam(Strict):
@@ -127,7 +129,8 @@ class SweepSpec(Strict):
     seeds: list[int] | int = 3
     optuna: OptunaConfig | None = None
     executor: ExecutorConfig = ExecutorConfig()
-    storage: str | None = Field(None, description="Optuna storage URL; default a journal file in the sweep dir")
+    storage: str | None = Field(None, description="Optuna storage URL, or ${NAME}: the URL in environment variable "
+                                "NAME; default a journal file in the sweep dir")
     report: ReportConfig = Field(default_factory=lambda: ReportConfig())
 
     @field_validator("name")
@@ -141,9 +144,9 @@ class SweepSpec(Strict):
     @field_validator("storage")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
-        if value is not None and "://" not in value:
-            raise ValueError(f"expected a database URL such as sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB, "
-                             f"got {value!r}")
+        if value is not None and "://" not in value and not ENV_REFERENCE.match(value):
+            raise ValueError("expected a database URL such as sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB, "
+                             f"or ${{NAME}} naming an environment variable that holds one; got {redact(value)!r}")
         return value
 
     @field_validator("seeds")
@@ -179,8 +182,8 @@ class Trial:
     params: dict[str, Any]
     seed: int
     config: RunConfig
-    control: str | None = None
-    """None for a training trial; "warm_start" for the control that scores the untrained policy."""
+    control: Control | None = None
+    """None for a training trial; `Control.WARM_START` for the control that scores the untrained policy."""
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -223,9 +226,6 @@ def grid_trials(spec: SweepSpec, source: str | Path) -> list[Trial]:
     return [make_trial(spec, dict(zip(keys, combo)), seed, source) for combo in combos for seed in spec.seed_list]
 
 
-WARM_START = "warm_start"
-
-
 def warm_start_controls(trials: list[Trial]) -> list[Trial]:
     """One `warm_start` control per distinct (task, model, eval settings, seed) of `trials`: the untrained policy
     scored on the same items, so every comparison can show that training moved anything. Its params keep the
@@ -233,11 +233,12 @@ def warm_start_controls(trials: list[Trial]) -> list[Trial]:
     controls: dict[str, Trial] = {}
     for trial in trials:
         config = trial.config
-        key = stable_hash({"control": WARM_START, "seed": trial.seed, "task": config.task.model_dump(mode="json"),
-                           "model": config.model.model_dump(mode="json"), "eval": config.eval.model_dump(mode="json")})
+        key = stable_hash({"control": Control.WARM_START.value, "seed": trial.seed,
+                           "task": config.task.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
+                           "eval": config.eval.model_dump(mode="json")})
         params = {k: v for k, v in trial.params.items() if k.startswith(("task.", "model."))}
-        controls.setdefault(key, Trial(f"warm-{key}", {"estimator.name": WARM_START} | params, trial.seed, config,
-                                       control=WARM_START))
+        controls.setdefault(key, Trial(f"warm-{key}", {"estimator.name": Control.WARM_START.value} | params,
+                                       trial.seed, config, control=Control.WARM_START))
     return list(controls.values())
 
 
@@ -282,7 +283,10 @@ def check_local_paths(spec: SweepSpec, trials: list[Trial], source: str | Path) 
             found = Path(path).is_dir() if kind == "directory" else Path(path).is_file()
             if not found:
                 missing[(spec_key(spec, trial.params, key), path)] = kind
-    directory = sqlite_directory(spec.storage)
+    try:
+        directory = sqlite_directory(resolve_url(spec.storage) if spec.storage else None)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
     if directory is not None and not directory.is_dir():
         missing[("storage", str(directory))] = "directory (for the SQLite file)"
     if missing:

@@ -16,8 +16,9 @@ import json
 import os
 import socket
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -28,6 +29,40 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.time_ns()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What a trial hands back to its sweep and the store keeps as its result.json: `status` "done" with the
+    trial's metrics (`final` training metrics, `eval` held-out metrics), or "failed" with the `error` (and the
+    `traceback` when the trial itself caught it)."""
+
+    trial_id: str
+    params: dict[str, Any]
+    seed: int
+    status: Literal["done", "failed"]
+    run_dir: str | None = None
+    task: str | None = None
+    host: str | None = None
+    lock: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    wall_seconds: float | None = None
+    train_seconds: float | None = None
+    final: dict[str, float] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    reward_failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialRecord:
+        """The record of a result.json's content (keys this version does not know are left out)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 class ResultStore:
@@ -47,6 +82,11 @@ class ResultStore:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def record(self, trial_id: str) -> TrialRecord | None:
+        """The trial's result as a `TrialRecord`, or None when it has none (yet)."""
+        result = self.result(trial_id)
+        return None if result is None else TrialRecord.from_json(result)
+
     def is_done(self, trial_id: str) -> bool:
         result = self.result(trial_id)
         return result is not None and result.get("status") == "done"
@@ -63,8 +103,10 @@ class ResultStore:
         path = self.trial_dir(trial_id) / "attempts.log"
         return len(path.read_text().splitlines()) if path.exists() else 0
 
-    def write_result(self, trial_id: str, record: dict[str, Any]) -> None:
-        atomic_write(self.trial_dir(trial_id) / "result.json", json.dumps(record, indent=2, default=str).encode())
+    def write_result(self, record: TrialRecord) -> None:
+        """Write the trial's result.json (atomically)."""
+        data = json.dumps(asdict(record), indent=2, default=str).encode()
+        atomic_write(self.trial_dir(record.trial_id) / "result.json", data)
 
     def claim(self, trial_id: str, stale_after_s: float) -> bool:
         """Take the trial for this process; False when it is done or a live runner holds it."""
