@@ -18,29 +18,14 @@ autograd and zeroes masked entries.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from estimators.registry import Registry
+from estimators.base import _REGISTRY, register
 
-EstimatorFn = Callable[..., torch.Tensor]
-_REGISTRY: Registry[EstimatorFn] = Registry("estimator")
-
-
-def register(
-    name: str, *, needs_logprobs: bool = False, needs_lengths: bool = False, batch_dependent: bool = False
-) -> Callable[[EstimatorFn], EstimatorFn]:
-    """Decorator registering an advantage estimator under `name` (a clash raises `ValueError`).
-
-    `needs_logprobs`: reads `seq_logprobs` and `lengths`; `needs_lengths`: reads `lengths` only; `batch_dependent`:
-    advantages depend on the whole batch, not only on their own group."""
-    return _REGISTRY.register(
-        name, needs_logprobs=needs_logprobs, needs_lengths=needs_logprobs or needs_lengths,
-        batch_dependent=batch_dependent,
-    )
+__all__ = ["Estimator", "_REGISTRY", "available", "get", "parameters", "register"]
 
 
 def available() -> list[str]:

@@ -17,36 +17,14 @@ still raises or scores NaN/inf gets the reward's `minimum` and is counted in `fa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from estimators.registry import Registry
+from rewards.base import _REGISTRY, Samples, register
 from rewards.text import completion_text
 
-
-@dataclass(frozen=True)
-class Samples:
-    """A batch to score: completion texts, reference solutions (or None) and completion lengths (tokens when the
-    trainer passes `completion_ids`, else whitespace-separated words)."""
-
-    completions: list[str]
-    references: list[str] | None
-    lengths: list[int]
-
-    def item(self, index: int) -> Samples:
-        """The one-sample batch at `index`."""
-        refs = None if self.references is None else [self.references[index]]
-        return Samples([self.completions[index]], refs, [self.lengths[index]])
-
-
-RewardFn = Callable[..., list[float]]
-_REGISTRY: Registry[RewardFn] = Registry("reward")
-
-
-def register(name: str, *, needs_reference: bool = False, minimum: float = 0.0) -> Callable[[RewardFn], RewardFn]:
-    """Decorator registering a batch reward `fn(samples, **params) -> list[float]` under `name`."""
-    return _REGISTRY.register(name, needs_reference=needs_reference, minimum=minimum)
+__all__ = ["RewardFunction", "RewardMix", "Samples", "available", "get", "mix", "register"]
 
 
 def available() -> list[str]:
