@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK_VENV := .lock-venv
 
-.PHONY: env lock demo test bench clean
+.PHONY: env lock demo claims repro warm-starts test bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,27 @@ lock:
 demo: env
 	$(PY) -m harness.sweep sweeps/ablation.yaml
 
+# The paper's claims one by one (reports/claims.yaml, `lph claims`): the demo's ablation (C1-C4, C6's training
+# metrics) plus what `make demo` does not run: the cohort sweep (C5: G in {2, 4, 8, 16}), lambdarank next to
+# pairwise_sum and group_mean (C2) and the exact-gradient diagnostics (C6) -> runs/claims/claims.html, claims.json.
+# Finished trials are not run again (a sweep skips them), so after `make demo` only the new ones run.
+claims: demo
+	$(PY) -m harness.sweep sweeps/cohort.yaml
+	$(PY) -m harness.sweep sweeps/ablation.yaml --set name=lambdarank \
+		--set 'grid.estimator.name=[group_mean,pairwise_sum,lambdarank]' --set 'grid.rewards.semantic_density=[0.0]'
+	$(PY) -m harness.diagnostics sweeps/diagnostics.yaml
+	$(PY) -m reports.claims runs/ablation runs/cohort runs/lambdarank runs/diagnostics --out runs/claims
+
+# Train the default ablation's warm starts on this machine and ship them in harness/warm_starts/ (existing ones are
+# kept: rm -r the directory, or run python -m harness.trial.ship SPEC --force, to retrain).
+warm-starts: env
+	$(PY) -m harness.trial.ship sweeps/ablation.yaml
+
+# The default ablation's warm starts and group_mean arms under torch's best CPU kernels and under
+# ATEN_CPU_CAPABILITY=default, headline numbers side by side (harness/repro.py).
+repro: env
+	$(PY) -m harness.repro sweeps/ablation.yaml
+
 test: env
 	$(PY) -m pytest -q
 
@@ -44,3 +65,12 @@ clean:
 .PHONY: gpu-check
 gpu-check: env
 	$(PY) -m harness.gpu_check
+
+# The paper's setting in miniature (sweeps/paper-mini.yaml, issue #22): a random-init Qwen3-architecture policy in
+# bf16 with a chat template (built locally by harness.paper_mini), AIME/MATH fixture files as published, the four
+# estimators x 1 seed x 3 steps with chat prompts and trainer.bf16 on the CPU, lm-eval's presets offline from
+# tests/fixtures/benchmarks, the report -> runs/paper-mini/report.html. A few minutes on two cores.
+.PHONY: paper-mini
+paper-mini: env
+	$(PY) -m harness.paper_mini runs/paper-mini/policy
+	$(PY) -m harness.sweep sweeps/paper-mini.yaml

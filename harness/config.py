@@ -3,15 +3,18 @@ the key and the allowed values."""
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import enum
+import functools
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 import estimators
 import rewards
@@ -32,14 +35,45 @@ TASK_FAMILIES: dict[str, dict[str, Any]] = {
     "arithmetic_hard": {"steps": 2, "ops": "+-*", "shortcut_share": 0.0},
     "multihop": {"steps": 2, "shortcut_share": 0.5},
     "gsm8k": {"shortcut_share": 0.0},
+    "jsonl": {"shortcut_share": 0.0},
 }
 """Each task family's defaults, filled in for keys the config leaves out (see harness/tasks)."""
+
+
+class PromptConfig(Strict):
+    """How a record becomes the policy's prompt (harness.tasks.prompts.render_prompt, the one function training, the
+    warm start, the held-out scoring and the lm-eval tasks call). `chat: false` (the tiny model's default): `template`
+    with `{question}` (the stripped question) and `{instruction}` (the instruction or ""), after the `system` text and
+    a newline when one is set. `chat: true`: the policy tokenizer's own chat template on [system (when set), user:
+    question + newline + instruction] with the generation prompt, `chat_template_kwargs` passed to it (e.g. Qwen3's
+    `enable_thinking`); the instruction then defaults to `DEFAULT_CHAT_INSTRUCTION`."""
+
+    chat: bool = False
+    system: str | None = None
+    instruction: str | None = None
+    template: str = Field("{question}\n", description="chat: false only; {question} and {instruction} are filled in")
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _template_has_the_question(self) -> PromptConfig:
+        if "{question}" not in self.template:
+            raise ValueError(f"task.prompt.template {self.template!r} must contain {{question}}")
+        return self
+
+
+DEFAULT_CHAT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+"""The user-turn instruction of `task.prompt.chat: true` when `instruction` is not set."""
+
+TASK_KEYS_SINCE_HASHED = {"prompt": PromptConfig().model_dump(mode="json"), "question_field": None,
+                          "answer_field": None, "solution_field": None}
+"""Task keys added after trial ids were first recorded: left out of the dumped config (and so of the trial id and the
+warm-start cache key) while at these defaults, so the trials of existing sweeps keep their ids."""
 
 
 class TaskConfig(Strict):
     """Which task to train and evaluate on; keys left out take the family's defaults (`TASK_FAMILIES`)."""
 
-    name: Literal["arithmetic", "arithmetic_hard", "multihop", "gsm8k"] = "arithmetic"
+    name: Literal["arithmetic", "arithmetic_hard", "multihop", "gsm8k", "jsonl"] = "arithmetic"
     n_train: int = Field(2000, ge=1)
     n_test: int = Field(500, ge=1)
     steps: int = Field(2, ge=1, description="arithmetic: operations per problem; multihop: hops of the chain")
@@ -49,8 +83,12 @@ class TaskConfig(Strict):
     shortcut_share: float = Field(0.0, ge=0.0, le=1.0,
                                   description="share of warm-start solutions that take the task's shortcut")
     seed: int = Field(0, description="generator seed (fixed across trials: same data for every trial)")
-    path: str | None = Field(None, description="gsm8k: test-split jsonl")
-    train_path: str | None = Field(None, description="gsm8k: train-split jsonl")
+    path: str | None = Field(None, description="gsm8k, jsonl: test-split file")
+    train_path: str | None = Field(None, description="gsm8k, jsonl: train-split file")
+    question_field: str | None = Field(None, description="jsonl: the question's field (default question, problem)")
+    answer_field: str | None = Field(None, description="jsonl: the final answer's field (default answer)")
+    solution_field: str | None = Field(None, description="jsonl: the reference solution's field (default solution)")
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -61,11 +99,20 @@ class TaskConfig(Strict):
 
     @model_validator(mode="after")
     def _paths_for_gsm8k(self) -> TaskConfig:
-        if self.name == "gsm8k" and (self.path is None or self.train_path is None):
-            raise ValueError("task 'gsm8k' needs path (test jsonl) and train_path (train jsonl)")
+        if self.name in ("gsm8k", "jsonl") and (self.path is None or self.train_path is None):
+            raise ValueError(f"task {self.name!r} needs path (test file) and train_path (train file)")
         if self.name == "multihop" and self.steps < 2:
             raise ValueError("task 'multihop' needs steps >= 2 (a chain of at least two hops)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _leave_out_new_defaults(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key, default in TASK_KEYS_SINCE_HASHED.items():
+            value = data.get(key)
+            if key in data and (value.model_dump(mode="json") if isinstance(value, BaseModel) else value) == default:
+                del data[key]
+        return data
 
 
 class ModelConfig(Strict):
@@ -98,10 +145,16 @@ class EstimatorConfig(BaseModel):
 
 
 class EvalConfig(Strict):
-    """Held-out evaluation: greedy decoding on the first `n_examples` items of the test split after training (and on
-    the first `curve_examples` every `every_steps` training steps; 0 turns the curve off)."""
+    """Held-out evaluation on the first `n_examples` items of the test split after training (and on the first
+    `curve_examples` every `every_steps` training steps; 0 turns the curve off): `samples` completions per item at
+    `temperature` and `top_p`, seeded per trial seed and item (pass@1 = the share of them that is correct), plus the
+    greedy completion when `greedy` (the only one when samples is 0)."""
 
     n_examples: int = Field(500, ge=1)
+    samples: int = Field(8, ge=0, description="sampled completions per item (0: greedy only)")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature of the held-out samples")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus of the held-out samples")
+    greedy: bool = Field(True, description="also score the greedy completion (column `greedy`)")
     max_new_tokens: int = Field(48, ge=1)
     batch_size: int = Field(100, ge=1)
     every_steps: int = Field(0, ge=0, description="held-out accuracy curve during training: every N steps")
@@ -109,6 +162,13 @@ class EvalConfig(Strict):
     lm_eval: bool = Field(False, description="also score the checkpoint with lm-evaluation-harness")
     lm_eval_tasks: list[str] = Field(default_factory=lambda: ["lph_test"],
                                      description="lm-eval tasks or presets scored when lm_eval is true")
+    data_dir: str | None = Field(None, description="offline presets: a directory holding <preset>.jsonl (.json, "
+                                 ".parquet, .csv), e.g. aime24.jsonl (harness.trial.evaluate)")
+
+    @property
+    def metric(self) -> str:
+        """The primary held-out metric: `pass@1` of the samples, or `greedy` without samples."""
+        return "pass@1" if self.samples > 0 else "greedy"
 
 
 class RunConfig(Strict):
@@ -135,19 +195,55 @@ class RunConfig(Strict):
     @field_validator("trainer")
     @classmethod
     def _known_trainer_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from trl import GRPOConfig
-
-        allowed = {f.name for f in dataclasses.fields(GRPOConfig)}
+        """Every key a trl.GRPOConfig field, every value of its type (coerced: YAML reads `1e-4` as a string) and
+        among its choices; `max_steps` trains at least one step."""
+        types = grpo_field_types()
         for key in value:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=3)
+            if key not in types:
+                close = difflib.get_close_matches(key, types, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else "; see trl.GRPOConfig for the allowed fields"
                 raise ValueError(f"unknown GRPOConfig field {key!r}{hint}")
-        return value
+        coerced = {key: grpo_field_value(key, item, types[key]) for key, item in value.items()}
+        steps = coerced.get("max_steps", 1)
+        if steps == 0 or steps < -1:
+            raise ValueError(f"max_steps is {steps}; allowed: a positive number of training steps "
+                             "(or -1: num_train_epochs decides)")
+        return coerced
 
     def config_hash(self) -> str:
         """Short stable hash of the resolved configuration."""
         return stable_hash(self.model_dump(mode="json"))
+
+
+@functools.cache
+def grpo_field_types() -> dict[str, Any]:
+    """trl.GRPOConfig's field name -> annotated type."""
+    from trl import GRPOConfig
+
+    return typing.get_type_hints(GRPOConfig)
+
+
+@functools.cache
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+
+
+def grpo_field_value(key: str, value: Any, annotation: Any) -> Any:
+    """`value` of GRPOConfig field `key`: kept when of the field's type, else converted to it (a string `1e-4` to a
+    float, never a bool to a number); a value of neither, or a string outside an enumerated field's choices
+    (`lr_scheduler_type`, `optim`, `save_strategy`, ...), raises `ValueError` naming the key and what is allowed."""
+    choices = [str(member.value) for arg in typing.get_args(annotation) if isinstance(arg, type)
+               and issubclass(arg, enum.Enum) for member in arg]
+    if choices and isinstance(value, str) and value not in choices:
+        raise ValueError(f"{key} is {value!r}; allowed values: {', '.join(choices)}")
+    for strict in (True, False) if not isinstance(value, bool) else (True,):
+        try:
+            converted = _adapter(annotation).validate_python(value, strict=strict)
+        except ValidationError:
+            continue
+        return value if strict else converted
+    expected = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    raise ValueError(f"{key} is {value!r}; expected {expected} (the type of trl.GRPOConfig.{key})")
 
 
 def _is_bound_later(params: dict[str, Any]) -> bool:
@@ -167,6 +263,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        raise ConfigError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {error.start})") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {error}") from None
     if not isinstance(data, dict):

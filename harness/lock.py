@@ -66,6 +66,28 @@ def lock_hash(path: Path = LOCK_FILE) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "no lock file"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's `model name`, else platform.processor())."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def provenance() -> dict[str, object]:
+    """What a figure's floating point depends on besides the code: the CPU model, torch's CPU kernel path
+    (`torch.backends.cpu.get_cpu_capability()`: AVX512, AVX2, DEFAULT with ATEN_CPU_CAPABILITY=default, ...), the
+    threads torch uses, and the environment lock's hash."""
+    import torch
+
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(), "lock": lock_hash()}
+
+
 def write_lock(path: Path) -> None:
     """Write the running environment as a lock file."""
     header = (f"# Exact versions of the CPU environment (Python {sys.version_info.major}.{sys.version_info.minor}, "

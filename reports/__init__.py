@@ -35,10 +35,13 @@ def build_report(root: Path | str) -> Path:
     spec = json.loads(spec_file.read_text()).get("spec", {}) if spec_file.is_file() else {}
     analysis = analyse(pd.read_parquet(path), root, ReportOptions.from_spec(spec))
     out = root / "figures"
-    sections = [build.verdict_section(analysis), build.arms_section(analysis, out),
+    from reports.claims import report_section
+
+    claims = report_section(root, analysis)
+    sections = [*([claims] if claims else []), build.verdict_section(analysis), build.arms_section(analysis, out),
                 build.comparisons_section(analysis, out), build.efficiency_section(analysis, out),
                 *build.across_section(analysis), build.curves_section(analysis, out), *build.optuna_sections(root),
-                build.failures_section(analysis.results), environment_section(analysis.results)]
+                build.failures_section(analysis.results), environment_section(analysis.results, analysis.provenance)]
     title = f"Sweep report: {root.name}"
     (root / "report.md").write_text(render_markdown(title, sections, root))
     (root / "report.html").write_text(render_html(title, sections))
@@ -46,10 +49,12 @@ def build_report(root: Path | str) -> Path:
     return root / "report.md"
 
 
-def environment_section(results: pd.DataFrame | None = None) -> Section:
-    """Where the report was built (date, commit, machine, package versions) and the environment lock(s) the trials
-    ran on: the `lock` hash each trial recorded (`requirements.lock`'s sha256 prefix, see harness/lock.py)."""
+def environment_section(results: pd.DataFrame | None = None, trials: dict[str, list[str]] | None = None) -> Section:
+    """Where the report was built (date, commit, machine, package versions), the environment lock(s) the trials
+    ran on (the `lock` hash each trial recorded: `requirements.lock`'s sha256 prefix, see harness/lock.py) and the
+    trials' provenance: CPU model, torch's CPU capability and threads per trial (harness.lock.provenance)."""
     locks = sorted(results["lock"].dropna().unique()) if results is not None and "lock" in results else []
+    trials = trials or {}
     versions = {name: _version(name) for name in
                 ["torch", "transformers", "trl", "lm-eval", "optuna", "pandas", "numpy", "scipy", "matplotlib",
                  "seaborn", "submitit", "math-verify"]}
@@ -57,7 +62,10 @@ def environment_section(results: pd.DataFrame | None = None) -> Section:
     facts = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git commit": _git_commit(),
              "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor()}".strip(),
              "cpus": os.cpu_count(), "gpu": _gpu(),
-             "environment lock of the trials": ", ".join(map(str, locks)) or "not recorded", **versions}
+             "environment lock of the trials": ", ".join(map(str, locks)) or "not recorded",
+             "CPU of the trials": ", ".join(trials.get("cpu", [])) or "not recorded",
+             "torch CPU capability of the trials": ", ".join(trials.get("cpu_capability", [])) or "not recorded",
+             "threads per trial": ", ".join(trials.get("threads", [])) or "not recorded", **versions}
     section.tables.append(pd.DataFrame({"item": list(facts), "value": [str(v) for v in facts.values()]}))
     return section
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,23 +98,25 @@ def local_run_dir(row: pd.Series, root: Path) -> str | None:
     return str(fallback) if fallback.is_dir() else None
 
 
-def finished_trials(results: pd.DataFrame, root: Path) -> pd.DataFrame:
+def finished_trials(results: pd.DataFrame, root: Path, metric: str | None = None) -> tuple[pd.DataFrame, str]:
     """One row per finished trial: task, arm, seed, run_dir, `score` (the fallback metric) and `items` (Series of
-    per-item `correct` by item_id, or None without eval_items.jsonl). Duplicate (arm, seed) rows keep the first."""
+    per-item `metric` by item_id, or None without it in eval_items.jsonl), and the metric (`default_metric` of the
+    trials when None). Duplicate (arm, seed) rows keep the first."""
     done = results[results["status"] == "done"].copy()
-    metric = held_out_metric(results)
+    fallback = held_out_metric(results)
     columns = arm_columns(results)
     tasks = task_labels(done)
     arms = [make_arm(task, {c.removeprefix("param."): row[c] for c in columns})
             for task, (_, row) in zip(tasks, done.iterrows())]
     frame = pd.DataFrame({"task": tasks.to_numpy(), "arm": arms, "seed": done["seed"].to_numpy(),
                           "run_dir": [local_run_dir(row, root) for _, row in done.iterrows()],
-                          "score": done[metric].to_numpy(dtype=float) if metric in done else np.nan})
+                          "score": done[fallback].to_numpy(dtype=float) if fallback in done else np.nan})
     frame = frame.drop_duplicates(subset=["arm", "seed"], keep="first").reset_index(drop=True)
-    frame["items"] = object_column([item_outcomes(run_dir) for run_dir in frame["run_dir"]])
+    metric = metric or default_metric(list(frame["run_dir"]))
+    frame["items"] = object_column([item_outcomes(run_dir, metric) for run_dir in frame["run_dir"]])
     has_items = frame["items"].map(lambda s: s is not None)
     frame.loc[has_items, "score"] = [s.mean() for s in frame.loc[has_items, "items"]]
-    return frame
+    return frame, metric
 
 
 def object_column(values: list[Any]) -> np.ndarray:
@@ -125,21 +128,50 @@ def object_column(values: list[Any]) -> np.ndarray:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON records of a .jsonl file (blank lines skipped; empty when the file is missing)."""
+    """The JSON records of a .jsonl file (blank lines skipped; empty when the file is missing). A torn last line (a
+    writer killed mid-append) is skipped with a warning naming the file; a bad line before it raises `ValueError`."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines()
+    last = max((n for n, line in enumerate(lines) if line.strip()), default=-1)
+    records = []
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if n < last:
+                raise ValueError(f"{path}: line {n + 1} is not JSON ({error})") from None
+            warnings.warn(f"{path}: torn last line skipped (line {n + 1}: {line[:60]!r})", stacklevel=2)
+    return records
 
 
-def item_outcomes(run_dir: Any) -> pd.Series | None:
-    """Per-item `correct` of a trial's eval_items.jsonl (mean over duplicate item_ids), None when absent."""
+ITEM_METRICS = ("pass@1", "greedy")
+"""The per-item outcomes of eval_items.jsonl a report can be about, in the order of preference of the default
+(sampled pass@1 when the trials drew samples); `pass@k` for larger k where the trials drew k samples or more."""
+
+
+def item_outcomes(run_dir: Any, metric: str) -> pd.Series | None:
+    """Per-item `metric` (`pass@1` = share of the item's samples that is correct, `greedy` = 0/1, `pass@k`) of a
+    trial's eval_items.jsonl (mean over duplicate item_ids), None when the file or the metric is absent. Files of
+    greedy-only scoring before sampled scoring existed name the greedy outcome `correct`."""
     if not isinstance(run_dir, str) or not run_dir:
         return None
-    records = read_jsonl(Path(run_dir) / "eval_items.jsonl")
-    if not records:
+    frame = pd.DataFrame(read_jsonl(Path(run_dir) / "eval_items.jsonl"))
+    column = "correct" if metric == "greedy" and "greedy" not in frame and "correct" in frame else metric
+    if column not in frame:
         return None
-    frame = pd.DataFrame(records)
-    return frame.groupby("item_id")["correct"].mean().astype(float)
+    return frame.groupby("item_id")[column].mean().astype(float)
+
+
+def default_metric(run_dirs: list[Any]) -> str:
+    """The first of ITEM_METRICS that the first trial with eval_items.jsonl scored (`greedy` when none has one)."""
+    for run_dir in run_dirs:
+        records = read_jsonl(Path(run_dir) / "eval_items.jsonl") if isinstance(run_dir, str) and run_dir else []
+        if records:
+            return next((m for m in ITEM_METRICS if m in records[0]), "greedy")
+    return "greedy"
 
 
 def outcome_matrix(trials: pd.DataFrame) -> tuple[np.ndarray, str]:
@@ -166,6 +198,19 @@ def paired_matrix(candidate: pd.DataFrame, baseline: pd.DataFrame) -> tuple[np.n
             n = len(merged)
             return (common.iloc[:, :n].to_numpy() - common.iloc[:, n:].to_numpy()).T, "seeds+items"
     return (merged["score"] - merged["score.base"]).to_numpy(dtype=float)[:, None], "seeds"
+
+
+def provenance(run_dirs: list[Any]) -> dict[str, list[str]]:
+    """The distinct values of each `provenance` fact (cpu, cpu_capability, threads, lock) over the trials'
+    summary.json files, sorted (harness.lock.provenance writes them)."""
+    seen: dict[str, set[str]] = {}
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "summary.json" if isinstance(run_dir, str) and run_dir else None
+        if path is None or not path.is_file():
+            continue
+        for key, value in json.loads(path.read_text()).get("provenance", {}).items():
+            seen.setdefault(key, set()).add(str(value))
+    return {key: sorted(values) for key, values in seen.items()}
 
 
 def curve(run_dir: Any, name: str) -> pd.DataFrame:

@@ -112,16 +112,16 @@ def curve_figures(curves: pd.DataFrame, out_dir: Path) -> list[tuple[str, Path]]
             for column, title in wanted.items() if column in curves and curves[column].notna().any()]
 
 
-def eval_curve_figure(curves: pd.DataFrame, out_dir: Path) -> tuple[str, Path]:
-    """Held-out accuracy during training (unsmoothed), warm start = mean step-0 accuracy of the task, dashed."""
+def eval_curve_figure(curves: pd.DataFrame, metric: str, out_dir: Path) -> tuple[str, Path]:
+    """Held-out `metric` during training (unsmoothed), warm start = its mean at step 0 for the task, dashed."""
     first = curves[curves["step"] == 0]
     warm = first.groupby("task")["accuracy"].mean().to_dict()
-    return facet_curves(curves, "accuracy", "Held-out accuracy during training (bands: 95% over seeds)",
+    return facet_curves(curves, "accuracy", f"Held-out {metric} during training (bands: 95% over seeds)",
                         out_dir / "eval_curve.png", smooth=False, warm=warm)
 
 
-def arm_figure(arms: pd.DataFrame, trials: pd.DataFrame, out_dir: Path) -> tuple[str, Path]:
-    """Per task: each arm's mean held-out accuracy with its 95% interval (seeds x items), seeds as dots, the warm
+def arm_figure(arms: pd.DataFrame, trials: pd.DataFrame, metric: str, out_dir: Path) -> tuple[str, Path]:
+    """Per task: each arm's mean held-out `metric` with its 95% interval (seeds x items), seeds as dots, the warm
     start as a dashed vertical line."""
     tasks = sorted(arms["task"].unique())
     heights = [max(1.2, 0.4 * (arms["task"] == t).sum() + 0.8) for t in tasks]
@@ -141,13 +141,13 @@ def arm_figure(arms: pd.DataFrame, trials: pd.DataFrame, out_dir: Path) -> tuple
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_title(task, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    axes[-1, 0].set_xlabel("held-out accuracy")
-    fig.suptitle("Held-out accuracy by arm (diamonds: mean, bars: 95% interval; dots: seeds)")
+    axes[-1, 0].set_xlabel(f"held-out {metric}")
+    fig.suptitle(f"Held-out {metric} by arm (diamonds: mean, bars: 95% interval; dots: seeds)")
     legend(fig, list(set(arms["estimator"]) - {WARM_START}), WARM_START in set(arms["estimator"]))
-    return "Held-out accuracy by arm", save(fig, out_dir / "accuracy_by_arm.png")
+    return f"Held-out {metric} by arm", save(fig, out_dir / "accuracy_by_arm.png")
 
 
-def forest_figure(comparisons: pd.DataFrame, margin: float, out_dir: Path) -> tuple[str, Path]:
+def forest_figure(comparisons: pd.DataFrame, margin: float, metric: str, out_dir: Path) -> tuple[str, Path]:
     """Every paired difference with its 95% interval (colour: candidate estimator), zero line, +-margin band
     shaded, the verdict at the right."""
     rows = comparisons.reset_index(drop=True)
@@ -164,7 +164,7 @@ def forest_figure(comparisons: pd.DataFrame, margin: float, out_dir: Path) -> tu
     right = ax.twinx()
     right.set_ylim(ax.get_ylim())
     right.set_yticks(range(len(rows)), list(rows["verdict"]), fontsize=8)
-    ax.set_xlabel(f"difference in held-out accuracy (candidate - baseline), 95% interval; grey: +-{margin}")
+    ax.set_xlabel(f"difference in held-out {metric} (candidate - baseline), 95% interval; grey: +-{margin}")
     ax.set_title("Paired differences (same seed, same items)")
     return "Paired differences", save(fig, out_dir / "forest.png")
 

@@ -22,8 +22,8 @@ def verdict_section(analysis: Analysis) -> Section:
     """One sentence per comparison the claims rest on."""
     margin = analysis.options.equivalence_margin
     section = Section("Verdict", [
-        f"Held-out accuracy: {analysis.source}. Differences are candidate - baseline on the same seeds (and the "
-        "same items) with 95% intervals over seeds (and items). better/worse: p < 0.05 (Holm-adjusted over the claim "
+        f"Primary metric, held-out {analysis.metric}: {analysis.source}. Differences are candidate - baseline on the "
+        "same seeds (and the same items) with 95% intervals over seeds (and items). better/worse: p < 0.05 (Holm-adjusted over the claim "
         "comparisons; each control is tested alone) and the "
         f"interval excludes 0; equivalent: the interval lies inside +-{margin}; otherwise inconclusive, with the "
         "smallest difference detectable at 80% power and the seeds that would detect the observed one."])
@@ -35,15 +35,15 @@ def verdict_section(analysis: Analysis) -> Section:
 
 
 def arms_section(analysis: Analysis, out_dir: Path) -> Section:
-    """Each arm's mean held-out accuracy with its interval, table and figure."""
-    section = Section("Held-out accuracy by arm")
+    """Each arm's mean held-out metric with its interval, table and figure."""
+    section = Section(f"Held-out {analysis.metric} by arm")
     if analysis.arms.empty:
         section.text.append("No trial has finished yet.")
         return section
     section.text.append(f"{len(analysis.trials)} finished trials of {len(analysis.results)}. Mean with its 95% "
                         "interval over seeds and items (seeds only where `noise` says so).")
     section.tables.append(tables.format_frame(analysis.arms, tables.ARM_COLUMNS))
-    section.figures.append(figures.arm_figure(analysis.arms, analysis.trials, out_dir))
+    section.figures.append(figures.arm_figure(analysis.arms, analysis.trials, analysis.metric, out_dir))
     return section
 
 
@@ -60,7 +60,8 @@ def comparisons_section(analysis: Analysis, out_dir: Path) -> Section:
         "smallest difference detectable at 80% power (two-sided 0.05). seeds to detect: seeds (same items) needed "
         f"to detect the observed difference at 80% power; blank when more than {MAX_SEEDS}.")
     section.tables.append(tables.format_frame(analysis.comparisons, tables.COMPARISON_COLUMNS))
-    section.figures.append(figures.forest_figure(analysis.comparisons, analysis.options.equivalence_margin, out_dir))
+    section.figures.append(figures.forest_figure(analysis.comparisons, analysis.options.equivalence_margin, analysis.metric,
+                                                  out_dir))
     return section
 
 
@@ -68,19 +69,20 @@ def efficiency_section(analysis: Analysis, out_dir: Path) -> Section:
     """Area under the held-out curve and steps to threshold, compared; the held-out curves."""
     section = Section("Sample efficiency")
     if analysis.eval_curves.empty:
-        section.text.append("No eval_curve.jsonl in the trial directories: sample efficiency skipped.")
+        section.text.append(f"No eval_curve.jsonl of held-out {analysis.metric} in the trial directories: sample "
+                            "efficiency skipped.")
         return section
     source = ("configured (report.threshold)" if analysis.options.threshold is not None
-              else "warm-start accuracy + half of the best final gain")
+              else f"warm-start {analysis.metric} + half of the best final gain")
     limits = ", ".join(f"{task} {value:.3f}" for task, value in analysis.thresholds.items())
     section.text.append(
-        "auc: held-out accuracy (fixed subset) integrated over training steps / steps, i.e. mean accuracy during "
+        f"auc: held-out {analysis.metric} (fixed subset) integrated over training steps / steps, i.e. its mean during "
         "training. steps: first evaluated step reaching the threshold (censored at the last step; reached: "
         "candidate/baseline trials that reached it). Paired by seed, intervals over seeds, Holm within each metric; "
         f"fewer steps is better. Threshold, {source}: {limits}.")
     if not analysis.efficiency.empty:
         section.tables.append(tables.format_frame(analysis.efficiency, tables.EFFICIENCY_COLUMNS))
-    section.figures.append(figures.eval_curve_figure(analysis.eval_curves, out_dir))
+    section.figures.append(figures.eval_curve_figure(analysis.eval_curves, analysis.metric, out_dir))
     return section
 
 
@@ -89,7 +91,7 @@ def across_section(analysis: Analysis) -> list[Section]:
     if analysis.across.empty:
         return []
     section = Section("Across tasks", [
-        "Interquartile mean of per-trial held-out accuracy pooled over tasks and P(candidate > baseline) averaged "
+        f"Interquartile mean of per-trial held-out {analysis.metric} pooled over tasks and P(candidate > baseline) averaged "
         "over tasks (Agarwal et al. 2021), 95% stratified-bootstrap intervals (seeds resampled within tasks)."])
     section.bullets = [f"{r.comparison} on {r.tasks}: P(improvement) = {r.p_improvement:.2f} "
                        f"[{r.p_improvement_low:.2f}, {r.p_improvement_high:.2f}]; IQM {r.iqm_candidate:.3f} vs "

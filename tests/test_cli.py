@@ -28,6 +28,8 @@ HELP = {
     "train": ("python -m harness.trial.train", ["--out", "default runs/single/<config hash>"]),
     "evaluate": ("python -m harness.trial.evaluate", ["(default: lph_test)", "(default: 8)", "(default: hf)"]),
     "report": ("python -m reports", ["run_dir"]),
+    "repro": ("python -m harness.repro", ["ATEN_CPU_CAPABILITY=default", "(default: runs/repro)"]),
+    "claims": ("python -m reports.claims", ["RUN_DIR", "(default: runs/claims)"]),
     "diagnose": ("python -m harness.diagnostics", ["--out", "default runs/<name>"]),
     "bench": ("python -m harness.bench", ["(default: runs/bench)", "(default: False)"]),
     "gpu-check": ("python -m harness.gpu_check", ["(default: runs/bench/gpu.json)"]),

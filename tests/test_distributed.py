@@ -144,7 +144,7 @@ def assert_written_once(run: Path, config: RunConfig, processes: int) -> None:
     assert [c["step"] for c in curve] == [0, *steps]
     evaluation = json.loads((run / "eval.json").read_text())
     assert len(items) == evaluation["n"] == summary["eval"]["n"] == config.eval.n_examples
-    accuracy = sum(i["correct"] for i in items) / len(items)
+    accuracy = sum(i["pass@1"] for i in items) / len(items)
     assert evaluation["accuracy"] == pytest.approx(accuracy) and summary["eval"]["accuracy"] == pytest.approx(accuracy)
     assert (run / "checkpoint" / "model.safetensors").is_file() and (run / "checkpoint" / "tokenizer.json").is_file()
     assert yaml.safe_load((run / "config.yaml").read_text()) == config.model_dump(mode="json")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import rewards
-from harness.config import ModelConfig, RunConfig, TaskConfig
-from harness.trial.evaluate import check_offline_tasks, evaluate_run, pass_at_k, render_task, score_generations
+from harness.config import EvalConfig, ModelConfig, RunConfig, TaskConfig
+from harness.trial.evaluate import TEMPLATES, check_offline_tasks, evaluate_run, render_task, score_generations
 from harness.trial.model import ensure_warm_start, load_policy
-from harness.trial.scoring import generate_greedy, greedy_accuracy
+from harness.trial.scoring import generate_greedy, greedy_accuracy, pass_at_k, score_items
 from harness.tasks import load_task, prompt_for
 from harness.trial.train import write_run_config
 
@@ -39,7 +39,7 @@ def test_evaluation_grades_exactly_like_the_correctness_reward_on_the_fixture_ca
 
 
 def test_hub_tasks_offline_give_a_clear_error():
-    with pytest.raises(ValueError, match=r"gsm8k download their data from the Hugging Face hub.*lph_gsm8k_local"):
+    with pytest.raises(ValueError, match=r"gsm8k download their data from the Hugging Face hub.*--tasks lph_local --data PATH"):
         check_offline_tasks(["gsm8k"])
     with pytest.raises(ValueError, match=r"aime24.*Presets: aime24 -> aime24, aime25 -> aime25, math500"):
         check_offline_tasks(["aime24"])
@@ -85,7 +85,8 @@ def test_lm_eval_pass_at_k_matches_its_own_samples(warm_run):
 def test_prompt_format_is_shared(tmp_path):
     render_task(tmp_path, "lph_check", tmp_path / "data.jsonl", 1, 48)
     text = (tmp_path / "lph_check.yaml").read_text()
-    assert 'doc_to_text: "{{question.strip()}}\\n"' in text
+    assert 'doc_to_text: "{{prompt}}"' in text  # each document's prompt, rendered by harness.tasks.render_prompt
+    assert 'until: ["\\n\\n\\n"]' in text
     assert prompt_for("  Compute 1+2. ") == "Compute 1+2.\n"
     model, tokenizer, _ = load_policy(ModelConfig(), TaskConfig())
     question = load_task(TaskConfig()).train[0]["question"]
@@ -97,3 +98,22 @@ def test_the_warm_start_lands_in_the_pass_rate_band():
     model, tokenizer, _ = load_policy(ModelConfig(), TaskConfig())
     accuracy = greedy_accuracy(model, tokenizer, load_task(TaskConfig()).test, 48, 50)["accuracy"]
     assert 0.2 <= accuracy <= 0.6, accuracy
+
+
+def test_lm_eval_grades_the_harness_samples_as_the_harness_does(warm_run):
+    """The same sampled generations through the lm-eval task's `process_results` (lph_test_sampled's grading) give
+    the harness's per-item pass@1 and pass@k."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lph_task_utils", TEMPLATES / "utils.py")
+    task_utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(task_utils)
+    model, tokenizer, _ = load_policy(ModelConfig(), TaskConfig())
+    records = load_task(TaskConfig()).test[:12]
+    config = EvalConfig(samples=4, greedy=False)
+    items, completions = score_items(model, tokenizer, records, rewards.mix({"correctness": 1.0}), config, seed=0)
+    for n, (item, record) in enumerate(zip(items, records)):
+        graded = task_utils.process_results(record, [completions[4 * n : 4 * n + 4]])
+        assert {k: graded[k] for k in ("pass@1", "pass@2", "pass@4")} == {k: item[k] for k in ("pass@1", "pass@2",
+                                                                                                  "pass@4")}
+    assert 0 < sum(i["pass@1"] for i in items) < len(items)  # right and wrong samples: not a trivial agreement

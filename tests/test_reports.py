@@ -39,12 +39,12 @@ def write_trial(root: Path, trial_id: str, correct: np.ndarray, task: str, curve
     run_dir = root / "trials" / trial_id
     run_dir.mkdir(parents=True)
     if items:
-        rows = [{"item_id": i, "correct": int(c), "reward": float(c), "length": 12}
-                for i, c in zip(item_ids(task), correct)]
+        rows = [{"item_id": i, "samples": 8, "pass@1": float(c), "greedy": int(round(float(c))), "reward": float(c),
+                 "length": 12} for i, c in zip(item_ids(task), correct)]
         (run_dir / "eval_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if curve is not None:
-        (run_dir / "eval_curve.jsonl").write_text(
-            "".join(json.dumps({"step": s, "accuracy": a, "n": 50}) + "\n" for s, a in zip(STEPS, curve)))
+        (run_dir / "eval_curve.jsonl").write_text("".join(
+            json.dumps({"step": s, "metric": "pass@1", "accuracy": a, "n": 50}) + "\n" for s, a in zip(STEPS, curve)))
         rows = [{"step": s, "reward": curve[-1] * s / 30 + 0.01 * (s % 3), "accuracy": curve[-1] * s / 30,
                  "advantage/abs_mean": 0.4, "advantage/zero_group_frac": 0.5 - s / 80, "loss": 0.1,
                  "rewards/correctness/mean": curve[-1] * s / 30, "rewards/semantic_density/mean": 0.6}
@@ -118,18 +118,18 @@ def find(rows: list[dict], **where: object) -> dict:
 
 
 def outcomes(root: Path, task: str, estimator: str, weight: float | None) -> pd.DataFrame:
-    """Seeds x item_id table of `correct`, read straight from the trial directories."""
+    """Seeds x item_id table of `pass@1`, read straight from the trial directories."""
     frames = {}
     for seed in SEEDS:
         name = f"warm-{task}-{seed}" if weight is None else f"{task}-{estimator}-{weight}-{seed}"
         lines = (root / "trials" / name / "eval_items.jsonl").read_text().splitlines()
-        frames[seed] = pd.Series({json.loads(x)["item_id"]: json.loads(x)["correct"] for x in lines})
+        frames[seed] = pd.Series({json.loads(x)["item_id"]: json.loads(x)["pass@1"] for x in lines})
     return pd.DataFrame(frames).T
 
 
 def two_way_interval(y: pd.DataFrame) -> tuple[float, float, float]:
     """Written out independently: sums of squares of y ~ seed + item, Var = (SS_seed/(S-1) + max(MS_item - MS_res,
-    0)) / (S I), Satterthwaite df floored at S - 1; returns (mean, low, high)."""
+    0)) / (S I), Satterthwaite df floored at S - 1 and pulled towards it; returns (mean, low, high)."""
     s, i = y.shape
     grand = y.to_numpy().mean()
     ss_seed = i * ((y.mean(axis=1) - grand) ** 2).sum()
@@ -142,14 +142,16 @@ def two_way_interval(y: pd.DataFrame) -> tuple[float, float, float]:
     parts = (ms_seed / (s * i)) ** 2 / (s - 1)
     if item > 0:
         parts += (ms_item / (s * i)) ** 2 / (i - 1) + (ms_res / (s * i)) ** 2 / ((s - 1) * (i - 1))
-    df = max(variance**2 / parts, s - 1)
+    satterthwaite = max(variance**2 / parts, s - 1)
+    share = ms_seed / (s * i) / variance  # the pull towards S - 1 (reports.stats.VarianceComponents.df)
+    df = 1 / (share / (s - 1) + (1 - share) / satterthwaite)
     half = stats.t.ppf(0.975, df) * np.sqrt(variance)
     return grand, grand - half, grand + half
 
 
 def test_report_json_schema_and_comparison_plan(sweep):
     report = report_json(sweep)
-    assert report["metric"] == "accuracy" and report["equivalence_margin"] == 0.02
+    assert report["metric"] == "pass@1" and report["equivalence_margin"] == 0.02
     arms = report["arms"]
     assert len(arms) == len(TASKS) * (len(WEIGHTS) * 4 + 1)
     for arm in arms:
@@ -211,7 +213,7 @@ def test_verdicts_and_controls(sweep):
         if c["verdict"] == "inconclusive":
             assert c["mde80"] > 0
     text = (sweep / "report.md").read_text()
-    assert text.index("## Verdict") < text.index("## Held-out accuracy by arm") < text.index("## Paired")
+    assert text.index("## Verdict") < text.index("## Held-out pass@1 by arm") < text.index("## Paired")
     verdict = text.split("## Verdict")[1].split("\n## ")[0]
     assert verdict.count("Control passed") == 2 * len(TASKS) * len(WEIGHTS) and "CONTROL FAILED" not in verdict
     assert "attenuated_pairwise vs group_mean" in verdict and "pairwise_sum vs group_mean" in verdict
@@ -365,3 +367,60 @@ def test_estimator_variants_are_compared_with_the_group_mean_of_the_same_mix():
                                         "estimator.scale": "group"}) for a in ("ranknet", "log")]
     pairs = [p for p in plan([grpo, *variants]) if p.kind == "estimator"]
     assert {p.candidate for p in pairs} == set(variants) and {p.baseline for p in pairs} == {grpo}
+
+
+def fractional_sweep(root: Path, report: object) -> dict[str, np.ndarray]:
+    """warm_start and group_mean on one task, 3 seeds x 40 items: per-item pass@1 over 4 samples (fractions) and a
+    greedy 0/1 that differs from it; returns each arm's seeds x items pass@1."""
+    rng = np.random.default_rng(5)
+    rows, values = [], {}
+    for arm, level in (("warm_start", 0.3), ("group_mean", 0.6)):
+        values[arm] = rng.binomial(4, level, (3, 40)) / 4
+        for seed in range(3):
+            run_dir = root / "trials" / f"{arm}-{seed}"
+            run_dir.mkdir(parents=True)
+            lines = [{"item_id": f"item{k}", "samples": 4, "pass@1": float(v), "greedy": int(v > 0.5), "reward": 0.0,
+                      "length": 10} for k, v in enumerate(values[arm][seed])]
+            (run_dir / "eval_items.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+            (run_dir / "summary.json").write_text(json.dumps({"provenance": {"cpu": "AMD EPYC", "threads": 1,
+                                                                             "cpu_capability": "AVX512"}}))
+            rows.append(row(f"{arm}-{seed}", "t", seed, run_dir, arm, np.nan if arm == "warm_start" else 0.0,
+                            values[arm][seed], None))
+    pd.DataFrame(rows).to_parquet(root / "results.parquet", index=False)
+    (root / "spec.json").write_text(json.dumps({"spec": {"name": root.name, "report": report}}))
+    return values
+
+
+@pytest.mark.parametrize("metric", [None, "greedy"])
+def test_the_report_is_on_fractional_pass_at_1_or_the_chosen_metric(tmp_path, metric):
+    values = fractional_sweep(tmp_path, {"metric": metric} if metric else True)
+    main([str(tmp_path)])
+    report = report_json(tmp_path)
+    assert report["metric"] == (metric or "pass@1")
+    arm = find(report["arms"], task="t", arm="warm_start")
+    expected = (values["warm_start"] > 0.5).mean() if metric == "greedy" else values["warm_start"].mean()
+    assert arm["mean"] == pytest.approx(expected) and arm["n_items"] == 40
+    gain = find(report["comparisons"], task="t", kind="control: RL")
+    assert gain["ci_low"] < gain["diff"] < gain["ci_high"] and gain["verdict"] == "better"
+    assert report["environment"] == {"cpu": ["AMD EPYC"], "cpu_capability": ["AVX512"], "threads": ["1"]}
+    assert f"Held-out {metric or 'pass@1'} by arm" in (tmp_path / "report.md").read_text()
+
+
+def test_greedy_only_trial_files_of_earlier_versions_read_as_greedy(tmp_path):
+    """eval_items.jsonl written before sampled scoring named the greedy outcome `correct`."""
+    (tmp_path / "eval_items.jsonl").write_text('{"item_id": "a", "correct": 1}\n{"item_id": "b", "correct": 0}\n')
+    from reports.data import default_metric, item_outcomes
+
+    assert default_metric([str(tmp_path)]) == "greedy"
+    assert item_outcomes(str(tmp_path), "greedy").to_dict() == {"a": 1.0, "b": 0.0}
+    assert item_outcomes(str(tmp_path), "pass@1") is None
+
+
+def test_a_metric_the_report_cannot_read_is_a_load_time_error():
+    from harness.config import ConfigError
+    from harness.sweep.spec import load_sweep
+
+    smoke = Path(__file__).resolve().parent.parent / "sweeps" / "smoke.yaml"
+    with pytest.raises(ConfigError, match=r"report.metric: String should match pattern '\^\(greedy\|pass@"):
+        load_sweep(smoke, ["report.metric=accuracy"])
+    assert load_sweep(smoke, ["report.metric=pass@4"])[0].report.metric == "pass@4"

@@ -76,8 +76,11 @@ def test_every_estimator_family_runs_a_full_trial(tmp_path, name):
     assert all(t["step_seconds"] > 0 and t["tokens_per_second"] > 0 for t in timing)
     items = [json.loads(line) for line in (run / "eval_items.jsonl").read_text().splitlines()]
     assert len(items) == config.eval.n_examples == summary["eval"]["n"]
-    assert {tuple(sorted(i)) for i in items} == {("correct", "item_id", "length", "reward")}
-    assert summary["eval"]["accuracy"] == pytest.approx(sum(i["correct"] for i in items) / len(items))
+    assert {tuple(sorted(i)) for i in items} == {("greedy", "item_id", "length", "pass@1", "pass@2", "pass@4", "pass@8",
+                                                   "reward", "samples")}
+    assert json.loads((run / "eval.json").read_text())["metric"] == "pass@1"
+    assert summary["eval"]["accuracy"] == pytest.approx(sum(i["pass@1"] for i in items) / len(items))
+    assert summary["eval"]["greedy"] == pytest.approx(sum(i["greedy"] for i in items) / len(items))
     assert 0.0 <= summary["eval"]["accuracy"] <= 1.0
     assert json.loads((run / "summary.json").read_text())["config_hash"] == config.config_hash()
     assert (run / "config.yaml").is_file() and (run / "eval.json").is_file()

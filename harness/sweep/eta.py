@@ -71,11 +71,12 @@ def parallelism(executor: ExecutorConfig, n_trials: int, figures: Figures) -> fl
 
 def warm_start_seconds(configs: list[RunConfig], figures: Figures) -> float:
     """Training time of the distinct tiny-model warm starts not cached yet (scaled by warm-start steps)."""
-    from harness.trial.model import WARM_START_MARKER, warm_start_dir
+    from harness.trial.model import warm_start_dir, warm_start_ready
 
     per_step = figures.train.get("warm_start_seconds", 0.0) / ModelConfig().warm_start_steps
-    steps = {warm_start_dir(c.model, c.task): c.model.warm_start_steps for c in configs if c.model.path is None}
-    return sum(n * per_step for directory, n in steps.items() if not (directory / WARM_START_MARKER).is_file())
+    steps = {warm_start_dir(c.model, c.task): c.model.warm_start_steps for c in configs
+             if c.model.path is None and not warm_start_ready(c.model, c.task)}
+    return sum(n * per_step for n in steps.values())
 
 
 def estimate(configs: list[RunConfig], executor: ExecutorConfig, bench_dir: Path = BENCH_DIR) -> str:

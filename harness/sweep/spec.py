@@ -111,8 +111,11 @@ class ReportConfig(Strict):
     enabled: bool = True
     equivalence_margin: float = Field(0.02, gt=0, lt=1,
                                       description="'equivalent' when a difference's 95% interval lies inside +-margin")
-    threshold: float | None = Field(None, ge=0, le=1, description="held-out accuracy for steps-to-threshold; default: "
+    threshold: float | None = Field(None, ge=0, le=1, description="held-out metric for steps-to-threshold; default: "
                                     "warm start + half the best final gain")
+    metric: str | None = Field(None, pattern=r"^(greedy|pass@[1-9][0-9]*)$",
+                               description="primary metric: pass@1 (sampled), greedy or pass@k; default: pass@1 when "
+                               "the trials drew samples, else greedy")
 
     @model_validator(mode="before")
     @classmethod

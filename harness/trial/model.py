@@ -109,13 +109,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE_DIR", "runs/cache"))
 
 
-def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig) -> Path:
-    """Cache directory of the warm start for these configs: the hash covers the model config, the warm start's
-    training data itself (prompts and targets), so a changed task generator never reuses a stale warm start, and
-    torch's CPU kernel path (`get_cpu_capability()`: a warm start trained with other kernels rounds differently and
-    is another policy, so `ATEN_CPU_CAPABILITY=default` trains its own)."""
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "warm_starts"
+"""Warm starts shipped with the project (`python -m harness.trial.ship SPEC`): the same bytes on every machine."""
+
+
+def warm_start_key(model_config: ModelConfig, task_config: TaskConfig) -> str:
+    """Identity of a warm start: the hash of the model config and of the warm start's training data itself (prompts
+    and targets), so a changed task generator never reuses a stale warm start."""
     data_hash = warm_start_data_hash(task_config.model_dump_json())
-    key = stable_hash({"model": model_config.model_dump(), "data": data_hash, "version": 2,
+    return stable_hash({"model": model_config.model_dump(), "data": data_hash, "version": 2})
+
+
+def shipped_warm_start(model_config: ModelConfig, task_config: TaskConfig) -> Path | None:
+    """The shipped warm start of these configs (SHIPPED_DIR/warm-<key>), or None."""
+    path = SHIPPED_DIR / f"warm-{warm_start_key(model_config, task_config)}"
+    return path if (path / WARM_START_MARKER).is_file() else None
+
+
+def warm_start_dir(model_config: ModelConfig, task_config: TaskConfig) -> Path:
+    """Cache directory of the warm start for these configs: `warm_start_key` plus torch's CPU kernel path
+    (`get_cpu_capability()`): the warm-start recipe is chaotic enough that the same arithmetic rounded differently
+    (another CPU, or `ATEN_CPU_CAPABILITY=default`) trains another policy, so each path caches its own."""
+    key = stable_hash({"key": warm_start_key(model_config, task_config),
                        "cpu_capability": torch.backends.cpu.get_cpu_capability()})
     return cache_dir() / f"warm-{key}"
 
@@ -130,9 +145,18 @@ def warm_start_data_hash(task_json: str) -> str:
     return stable_hash([(render_prompt(r, task.prompt), warm_start_target(r)) for r in train], 64)
 
 
+def warm_start_ready(model_config: ModelConfig, task_config: TaskConfig) -> bool:
+    """Whether the warm start of these configs is shipped or already cached (no training needed)."""
+    return (shipped_warm_start(model_config, task_config) is not None
+            or (warm_start_dir(model_config, task_config) / WARM_START_MARKER).is_file())
+
+
 def ensure_warm_start(model_config: ModelConfig, task_config: TaskConfig) -> Path:
-    """Directory of the warm-started tiny model, trained and saved on first use. Processes of this machine that ask
-    for the same warm start meanwhile wait on its lock file instead of training it again."""
+    """Directory of the warm-started tiny model: the shipped one of these configs, else the cached one, trained and
+    saved on first use. Processes of this machine that ask for the same warm start meanwhile wait on its lock file
+    instead of training it again."""
+    if (shipped := shipped_warm_start(model_config, task_config)) is not None:
+        return shipped
     target = warm_start_dir(model_config, task_config)
     if (target / WARM_START_MARKER).is_file():
         return target
@@ -197,7 +221,7 @@ def ensure_warm_starts(configs: list[tuple[ModelConfig, TaskConfig]], workers: i
     """`ensure_warm_start` for each distinct tiny-model (model, task) pair, the missing ones trained `workers` at a
     time in spawned processes (each with an equal share of this machine's cores); returns their directories."""
     distinct = {(m.model_dump_json(), t.model_dump_json()): (m, t) for m, t in configs if m.path is None}
-    missing = [pair for pair in distinct.values() if not (warm_start_dir(*pair) / WARM_START_MARKER).is_file()]
+    missing = [pair for pair in distinct.values() if not warm_start_ready(*pair)]
     if workers > 1 and len(missing) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

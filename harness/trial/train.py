@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -28,16 +28,17 @@ from accelerate.utils import broadcast_object_list
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging as transformers_logging
-from trl import GRPOConfig
+from trl import GRPOConfig, GRPOTrainer
 
 import estimators
 import rewards
 from harness.cli import HelpFormatter
-from harness.config import ConfigError, EvalConfig, RunConfig, load_run_config
+from harness.config import ConfigError, PromptConfig, RunConfig, load_run_config
+from harness.lock import provenance
 from harness.trial.checkpoints import checkpoint_arguments, prepare_run_dir, remove_checkpoints
 from harness.trial.model import WARM_START_MARKER, load_policy
-from harness.trial.scoring import greedy_accuracy, score_items
-from harness.tasks import load_task, prompt_for
+from harness.trial.scoring import mean_outcomes, score_items
+from harness.tasks import TaskSplits, load_task, render_prompts
 from harness.trial.trl_hooks import EstimatorGRPOTrainer
 from rewards.semantic import EmbeddingTableEncoder
 
@@ -77,9 +78,11 @@ def grpo_arguments(config: RunConfig, out_dir: Path, reward_weights: list[float]
     return GRPOConfig(output_dir=str(out_dir / "trl"), **arguments)
 
 
-def grpo_dataset(records: list[dict[str, str]]) -> Dataset:
-    """TRL's dataset: the prompt of each record and its reference solution (the `answer` column the rewards read)."""
-    return Dataset.from_list([{"prompt": prompt_for(r["question"]), "answer": r["answer"]} for r in records])
+def grpo_dataset(records: list[dict[str, str]], prompt: PromptConfig | None = None, tokenizer: Any = None) -> Dataset:
+    """TRL's dataset: the prompt of each record (`render_prompt` under `task.prompt`, rendered to text here, so TRL
+    applies no template of its own) and its reference solution (the `answer` column the rewards read)."""
+    return Dataset.from_list([{"prompt": text, "answer": r["answer"]}
+                              for r, text in zip(records, render_prompts(records, prompt or PromptConfig(), tokenizer))])
 
 
 def write_run_config(config: RunConfig, run_dir: Path) -> None:
@@ -143,11 +146,15 @@ class MetricsWriter(TrainerCallback):
 
 
 class HeldOutCurve(TrainerCallback):
-    """Greedy held-out accuracy on a fixed subset of the test split before training and every `every` steps, one
-    line `{"step", "accuracy", "n"}` each in eval_curve.jsonl (the sample-efficiency curve of the report)."""
+    """The primary held-out metric (`eval.metric`: sampled pass@1, or greedy accuracy without samples) on a fixed
+    subset of the test split before training and every `every_steps` steps, one line `{"step", "metric",
+    "accuracy", "n"}` each in eval_curve.jsonl (the sample-efficiency curve of the report). An item's samples use
+    the same seeded streams at every step."""
 
-    def __init__(self, path: Path, records: list[dict[str, str]], tokenizer: Any, config: EvalConfig) -> None:
-        self.path, self.records, self.tokenizer, self.config = path, records, tokenizer, config
+    def __init__(self, path: Path, records: list[dict[str, str]], tokenizer: Any, mix: rewards.RewardMix,
+                 run: RunConfig) -> None:
+        self.path, self.records, self.tokenizer, self.mix = path, records, tokenizer, mix
+        self.config, self.seed, self.prompt = run.eval, run.seed, run.task.prompt
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        model: Any = None, **kw: Any) -> None:
@@ -163,10 +170,12 @@ class HeldOutCurve(TrainerCallback):
         """Score on the main process alone (every process holds the same weights); the others wait for it."""
         if state.is_world_process_zero:
             was_training = model.training
-            scored = greedy_accuracy(model, self.tokenizer, self.records, self.config.max_new_tokens,
-                                     self.config.batch_size)
+            metric = self.config.metric
+            items, _ = score_items(model, self.tokenizer, self.records, self.mix, self.config, self.seed,
+                                   greedy=metric == "greedy", prompt=self.prompt)
             model.train(was_training)
-            append_jsonl(self.path, {"step": step, "accuracy": scored["accuracy"], "n": scored["n"]})
+            append_jsonl(self.path, {"step": step, "metric": metric, "accuracy": mean_outcomes(items)[metric],
+                                     "n": len(items)})
         PartialState().wait_for_everyone()
 
 
@@ -192,37 +201,50 @@ class Progress:
         self.bar.update(self.task, completed=step, reward=reward)
 
 
+class TrialTrainer(NamedTuple):
+    """A trial's trainer with the tokenizer, policy directory and reward mix it was built from."""
+
+    trainer: GRPOTrainer
+    tokenizer: Any
+    model_dir: Path
+    mix: rewards.RewardMix
+
+
+def build_trainer(config: RunConfig, out_dir: Path, splits: TaskSplits, plain: bool = False) -> TrialTrainer:
+    """The trainer of `config` on `splits.train`: its (warm-started) policy, reward mix and GRPOConfig
+    (`grpo_arguments`, checkpoints under `out_dir/trl`), with the configured estimator injected (`plain`: TRL's own
+    GRPOTrainer, the benchmark's reference) and without TRL's printed logs."""
+    policy, tokenizer, model_dir = load_policy(config.model, config.task)
+    mix = reward_mix(config, policy, tokenizer)
+    common = {"model": policy, "reward_funcs": mix.components, "args": grpo_arguments(config, out_dir, mix.weights),
+              "train_dataset": grpo_dataset(splits.train, config.task.prompt, tokenizer),
+              "processing_class": tokenizer}
+    trainer = (GRPOTrainer(**common) if plain else
+               EstimatorGRPOTrainer(**common, estimator=estimators.get(config.estimator.name,
+                                                                       **config.estimator.params)))
+    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl and the progress bar, not stdout
+    return TrialTrainer(trainer, tokenizer, model_dir, mix)
+
+
 def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     """Train and evaluate one trial into `out_dir`; returns the summary (also written to summary.json).
 
     A run of the same config interrupted after a `trainer.save_steps` checkpoint resumes from it (see
     harness.trial.checkpoints); `train_seconds` and `wall_seconds` then count this attempt only."""
     started = time.perf_counter()
-    splits = load_task(config.task)
-    policy, tokenizer, model_dir = load_policy(config.model, config.task)
-    mix = reward_mix(config, policy, tokenizer)
-    args = grpo_arguments(config, out_dir, mix.weights)
-    state = PartialState()  # the trial's processes (set up by `args`): only the main process writes run files
+    splits = load_task(config.task, config.rewards)
+    trainer, tokenizer, model_dir, mix = build_trainer(config, out_dir, splits)
+    state = PartialState()  # the trial's processes (set up by the trainer's arguments): the main one writes files
     resume = None  # the latest checkpoint of an interrupted run of this config, or None
     if state.is_main_process:
         resume = prepare_run_dir(config, out_dir)
         write_run_config(config, out_dir)
     resume = broadcast_object_list([resume])[0]  # every process resumes from the main process's choice
-    progress = Progress(args.max_steps, f"{config.estimator.name} seed {config.seed}")
-    callbacks: list[TrainerCallback] = [MetricsWriter(out_dir, progress)]
+    progress = Progress(trainer.args.max_steps, f"{config.estimator.name} seed {config.seed}")
+    trainer.add_callback(MetricsWriter(out_dir, progress))
     if config.eval.every_steps:
-        callbacks.append(HeldOutCurve(out_dir / "eval_curve.jsonl", splits.test[: config.eval.curve_examples],
-                                      tokenizer, config.eval))
-    trainer = EstimatorGRPOTrainer(
-        model=policy,
-        reward_funcs=mix.components,
-        args=args,
-        train_dataset=grpo_dataset(splits.train),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        estimator=estimators.get(config.estimator.name, **config.estimator.params),
-    )
-    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl and the progress bar, not stdout
+        trainer.add_callback(HeldOutCurve(out_dir / "eval_curve.jsonl", splits.test[: config.eval.curve_examples],
+                                          tokenizer, mix, config))
     with progress.bar:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
@@ -257,13 +279,15 @@ def score_warm_start(config: RunConfig, out_dir: Path) -> dict[str, Any]:
 
 def score_held_out(model: Any, tokenizer: Any, test: list[dict[str, str]], mix: rewards.RewardMix,
                    config: RunConfig, out_dir: Path) -> dict[str, Any]:
-    """Greedy scoring of the first `eval.n_examples` test items: eval_items.jsonl (one line per item) and eval.json
-    (accuracy = mean correctness, n, the first completions); returns eval.json's content."""
-    items, completions = score_items(model, tokenizer, test[: config.eval.n_examples], mix,
-                                     config.eval.max_new_tokens, config.eval.batch_size)
+    """Scoring of the first `eval.n_examples` test items (harness.trial.scoring.score_items, seeded by the trial
+    seed): eval_items.jsonl (one line per item) and eval.json (the mean of every per-item outcome, `metric` = the
+    primary one and `accuracy` = its mean, n, the first completions); returns eval.json's content."""
+    items, completions = score_items(model, tokenizer, test[: config.eval.n_examples], mix, config.eval, config.seed,
+                                     prompt=config.task.prompt)
     (out_dir / "eval_items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
-    evaluation = {"accuracy": sum(i["correct"] for i in items) / max(len(items), 1), "n": len(items),
-                  "samples": completions[:5]}
+    means = mean_outcomes(items)
+    evaluation = {"metric": config.eval.metric, "accuracy": means.get(config.eval.metric, 0.0), **means,
+                  "n": len(items), "examples": completions[:5]}
     (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
     return evaluation
 
@@ -280,12 +304,12 @@ def write_summary(out_dir: Path, config: RunConfig, evaluation: dict[str, Any], 
                   **extra: Any) -> dict[str, Any]:
     """Write summary.json of a trial or control and return it: the config hash, the `final` training metrics, the
     numeric eval metrics, `train_seconds`, `wall_seconds` since `started` (perf_counter), the policy's directory, the
-    reward failures counted by `mix`, then `extra`."""
+    reward failures counted by `mix`, the machine's provenance (harness.lock.provenance), then `extra`."""
     summary = {
         "config_hash": config.config_hash(), "final": final,
         "eval": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
         "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started, "model_dir": str(model_dir),
-        "reward_failures": {fn.name: fn.failures for fn in mix.components}, **extra,
+        "reward_failures": {fn.name: fn.failures for fn in mix.components}, "provenance": provenance(), **extra,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
