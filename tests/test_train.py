@@ -105,31 +105,33 @@ LEARNING_CONFIG = {
     "task": {"name": "arithmetic"}, "estimator": {"name": "group_mean", "scale": "group"},
     "trainer": {"max_steps": 50, "learning_rate": 1e-4, "per_device_train_batch_size": 64, "num_generations": 8,
                 "max_completion_length": 48},
-    "eval": {"n_examples": 500},
+    "eval": {"n_examples": 500, "samples": 8},
 }
-"""The default ablation's trial on `arithmetic` (correctness only, no held-out curve): the learning test's config."""
+"""The default ablation's trial on `arithmetic` (correctness only, no held-out curve: sampling it draws from its own
+streams, so the trained policy is the same): the learning test's config."""
 
 
 @pytest.mark.slow
-def test_grpo_raises_held_out_accuracy_over_the_warm_start(tmp_path):
-    """GRPO from the default warm start (shortcut mixture) raises greedy accuracy on the 500 held-out items.
+def test_grpo_raises_held_out_pass_at_1_over_the_warm_start(tmp_path):
+    """GRPO from the default (shipped) warm start raises sampled pass@1 (8 samples per item) on the 500 held-out items.
 
-    Measured on 2 CPU cores with the locked environment (the default 2-layer model, warm start 0.244 on these 500
-    items), held-out gain after 50 steps, seeds 0-4 of this config, one thread each: 0.176, 0.164, 0.166, 0.180,
-    0.180: mean 0.173, sd 0.0075. The assertion asks for a gain above 0.10 (the testbed issue's effect size), about
-    10 sd below the mean, and for the items the trained policy gets right to outnumber those it loses in a paired
-    sign test (p < 0.001)."""
+    Measured on 2 CPU cores with the locked environment (AMD EPYC; the shipped warm start, pass@1 0.179-0.187 over
+    the seeds' sample streams), held-out gain after 50 steps, seeds 0-4 of this config: 0.134, 0.118, 0.133, 0.115,
+    0.118: mean 0.124, sd 0.0093 (`make repro` for seeds 0-2; seeds 3-4 with `lph sweep sweeps/ablation.yaml --set
+    'grid.task.name=[arithmetic]' --set 'grid.estimator.name=[group_mean]' --set 'grid.rewards.semantic_density=[0.0]'
+    --set 'seeds=[3,4]'`). The assertion asks for a gain above 0.08, about 4.7 sd below the mean, and for the items
+    whose pass@1 the trained policy raises to outnumber those it lowers in a paired sign test (p < 0.001)."""
     from scipy import stats
 
     from harness.config import RunConfig
     from harness.trial.train import score_warm_start
 
     config = RunConfig.model_validate(LEARNING_CONFIG)
-    warm = score_warm_start(config, tmp_path / "warm")["eval"]["accuracy"]
-    trained = run_trial(config, tmp_path / "trained")["eval"]["accuracy"]
-    assert trained - warm > 0.10, (warm, trained)
+    warm = score_warm_start(config, tmp_path / "warm")["eval"]["pass@1"]
+    trained = run_trial(config, tmp_path / "trained")["eval"]["pass@1"]
+    assert trained - warm > 0.08, (warm, trained)
     before, after = (
-        {i["item_id"]: i["correct"] for i in map(json.loads, (tmp_path / run / "eval_items.jsonl").open())}
+        {i["item_id"]: i["pass@1"] for i in map(json.loads, (tmp_path / run / "eval_items.jsonl").open())}
         for run in ("warm", "trained"))
     gained = sum(after[k] > before[k] for k in before)
     lost = sum(after[k] < before[k] for k in before)
