@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from estimators import register
+from estimators.base import register
 from estimators.ops import Normalize, Scale, apply_scale, group_mean, group_size, normalize_pairs
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from estimators import register
+from estimators.base import register
 from estimators.baselines import group_mean_advantage
 from estimators.ops import Scale
 

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from estimators import register
+from estimators.base import register
 from estimators.ops import (
     Normalize,
     Scale,

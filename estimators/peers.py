@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from estimators import register
+from estimators.base import register
 from estimators.ops import group_mean, group_size, group_std
 
 VERL_EPS = 1e-6

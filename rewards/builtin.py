@@ -7,7 +7,7 @@ import threading
 
 from math_verify import parse, verify
 
-from rewards import Samples, register
+from rewards.base import Samples, register
 from rewards.text import FINAL_MARK, NUMBER, extract_final_answer, reasoning_part, to_number
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from rewards import Samples, register
+from rewards.base import Samples, register
 from rewards.text import NUMBER, canonical_number, normalised_tokens, reasoning_part, to_number
 
 Units = Literal["lcs", "tokens", "steps", "embedding"]
