@@ -12,6 +12,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -39,12 +40,23 @@ def die_with_parent(parent: int) -> None:
     """Initializer of a local worker process: SIGTERM it when its driver `parent` dies, even by kill -9 (Linux's
     PR_SET_PDEATHSIG), and turn SIGTERM into `SystemExit`, so a running trial stops like an interrupt (its result
     records the failure and an `accelerate launch` of it stops its process group); exit at once when the driver is
-    already gone. A new driver then finds the claim's process dead and runs the trial again from the start."""
+    already gone. A new driver then finds the claim's process dead and runs the trial again from the start. A daemon
+    thread watches the parent too and ends the process once it is gone: the death signal alone left orphans behind
+    (library code of a trial may replace the SIGTERM handler, and the signal follows the driver's thread that started
+    the worker, not the driver)."""
     signal.signal(signal.SIGTERM, _exit_on_signal)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         raise SystemExit(f"driver {parent} is gone")
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="watch-driver", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int, every_s: float = 0.5) -> None:
+    """End this process (status 1, no cleanup) once its parent is no longer `parent`."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
