@@ -98,16 +98,16 @@ def test_shipped_warm_starts_come_before_the_cache(tmp_path, monkeypatch):
     from harness.trial import model, ship
 
     monkeypatch.setattr(model, "SHIPPED_DIR", tmp_path / "shipped")
-    monkeypatch.setattr(ship, "SHIPPED_DIR", tmp_path / "shipped")
     smoke = ROOT / "sweeps" / "smoke.yaml"
-    [shipped] = ship.ship(smoke)
+    [shipped] = ship.ship(smoke, out=tmp_path / "shipped")
     config = make_trial(load_spec(smoke), {"estimator.name": "group_mean"}, 0, smoke).config
     assert model.ensure_warm_start(config.model, config.task) == shipped
     assert model.warm_start_ready(config.model, config.task)
     info = json.loads((shipped / model.WARM_START_MARKER).read_text())
     assert info["trained_on"]["cpu_capability"] and info["task"]["name"] == "arithmetic"
     weights = (shipped / "model.safetensors").stat().st_mtime_ns
-    assert ship.ship(smoke) == [shipped] and (shipped / "model.safetensors").stat().st_mtime_ns == weights
+    assert ship.ship(smoke, out=tmp_path / "shipped") == [shipped]
+    assert (shipped / "model.safetensors").stat().st_mtime_ns == weights
 
 
 def test_every_warm_start_of_the_default_ablation_is_shipped():
