@@ -170,6 +170,11 @@ class EvalConfig(Strict):
         """The primary held-out metric: `pass@1` of the samples, or `greedy` without samples."""
         return "pass@1" if self.samples > 0 else "greedy"
 
+    @property
+    def completions_per_item(self) -> int:
+        """Completions the final scoring generates per item: the samples, plus the greedy one when scored."""
+        return self.samples + int(self.greedy or self.samples == 0)
+
 
 class RunConfig(Strict):
     """One training trial."""

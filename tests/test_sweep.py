@@ -395,8 +395,9 @@ def test_dry_run_estimates_the_wall_time_from_the_benchmark_figures(tmp_path, mo
     for name, data in figures.items():
         (bench / f"{name}.json").write_text(json.dumps(data))
     configs = [t.config for t in grid_trials(load_spec(SMOKE), SMOKE)]
-    # per step: 8 x 12 completion tokens against the benchmark's 32 x 40; 2 steps; 8 test items at 8/s; overhead
-    group_mean, attenuated = (2 * s * (8 * 12) / (32 * 40) + 8 / 8.0 + 1.5 for s in (0.3, 0.5))
+    # per step: 8 x 12 completion tokens against the benchmark's 32 x 40; 2 steps; 8 test items x (8 samples + the
+    # greedy completion) at 8/s; overhead
+    group_mean, attenuated = (2 * s * (8 * 12) / (32 * 40) + 8 * 9 / 8.0 + 1.5 for s in (0.3, 0.5))
     warm = 140.0 / 700 * 20
     total = warm + 2 * (group_mean + attenuated) / (2 * 0.75)
     line = estimate(configs, ExecutorConfig(workers=2), bench)

@@ -42,7 +42,8 @@ class Figures:
 
 def trial_seconds(config: RunConfig, figures: Figures) -> float:
     """Expected seconds of one trial of the tiny model: steps x seconds per step (scaled by completion tokens per
-    step), held-out scoring, and the sweep's overhead per trial."""
+    step), held-out scoring (every completion it generates, curve included, at the greedy scorer's benchmarked
+    rate), and the sweep's overhead per trial."""
     import estimators
     from harness.trial.train import CPU_DEFAULTS
 
@@ -54,7 +55,11 @@ def trial_seconds(config: RunConfig, figures: Figures) -> float:
     seconds = ours["max_steps"] * trainer["seconds_per_step"] * scale
     greedy = figures.row("eval", scorer="harness greedy scoring").get("examples_per_second")
     lm_eval = figures.row("eval", scorer="lm-eval lph_test (HF)").get("examples_per_second")
-    seconds += config.eval.n_examples / greedy if greedy else 0.0
+    scored = config.eval.n_examples * config.eval.completions_per_item
+    if config.eval.every_steps:  # the held-out curve: the primary metric's completions at step 0 and every N steps
+        points = 1 + ours["max_steps"] // config.eval.every_steps
+        scored += points * config.eval.curve_examples * max(config.eval.samples, 1)
+    seconds += scored / greedy if greedy else 0.0
     seconds += config.eval.n_examples / lm_eval if lm_eval and config.eval.lm_eval else 0.0
     return seconds + figures.row("sweep", executor="local", parallel=1).get("overhead_per_trial_s", 0.0)
 
