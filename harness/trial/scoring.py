@@ -5,7 +5,8 @@ Sampled pass@1 (the mean over k samples of each item's correctness) is a smooth 
 accuracy flips with the argmax of near-tied choices. Sampling is seeded per (trial seed, item, sample index): an
 item's samples do not depend on the batch it is scored in, on which other items are scored, or on the arm, so arms
 of one seed share their random numbers (paired comparisons see less sampling noise) and a rerun is byte-identical.
-lm-eval's tasks grade generations with the same `score_generations` (harness.trial.evaluate), so both agree.
+Completions are graded by the mix's `correctness` reward; lm-eval's tasks grade with `score_generations`
+(harness.trial.evaluate), which grades as that reward does, so both agree on the same generations (tested).
 """
 
 from __future__ import annotations
@@ -115,11 +116,10 @@ def score_items(model: Any, tokenizer: Any, records: list[Record], mix: rewards.
     completions: list[str] = []
     k = config.samples
     if k > 0:
-        sampled = generate(model, tokenizer, [p for p in prompts for _ in range(k)], config.max_new_tokens,
-                           config.batch_size, [sample_seed(seed, i, j) for i in ids for j in range(k)],
-                           config.temperature, config.top_p)
-        correct, reward, length = grade(mix, tokenizer, [p for p in prompts for _ in range(k)], sampled,
-                                        [a for a in answers for _ in range(k)])
+        repeated = [p for p in prompts for _ in range(k)]
+        sampled = generate(model, tokenizer, repeated, config.max_new_tokens, config.batch_size,
+                           [sample_seed(seed, i, j) for i in ids for j in range(k)], config.temperature, config.top_p)
+        correct, reward, length = grade(mix, tokenizer, repeated, sampled, [a for a in answers for _ in range(k)])
         for n, item in enumerate(items):
             hits = int(sum(correct[n * k : (n + 1) * k]))
             item |= {"samples": k, **{f"pass@{j}": pass_at_k(k, hits, j) for j in PASS_AT if j <= k},
