@@ -3,8 +3,8 @@
 Trains the warm start of every distinct tiny-model (model, task) pair of the spec's trials with this machine's CPU
 kernels and saves it under `harness/warm_starts/warm-<key>/` (key: harness.trial.model.warm_start_key), where
 `ensure_warm_start` finds it before any cache: every machine then starts RL from the same bytes. The warm-start
-recipe is chaotic (measured on the default ablation: the same 700-step recipe gives sampled pass@1 0.183 and 0.275
-on `arithmetic`, 0.189 and 0.109 on `multihop`, under torch's AVX512 and generic kernels of one machine), so a
+recipe is chaotic (measured on the default ablation: the same 700-step recipe gives sampled pass@1 0.179 and 0.278
+on `arithmetic`, 0.202 and 0.114 on `multihop`, under torch's AVX512 and generic kernels of one machine), so a
 testbed whose every machine trained its own warm start compared different policies. `warm_start.json` records where
 and how each shipped one was trained.
 """
