@@ -55,7 +55,7 @@ def test_grpo_from_the_shipped_multihop_warm_start_gains_the_same_under_both_cpu
     policies' pass@1 agree within the 95% interval of their difference.
 
     Before the warm starts were shipped each kernel path trained its own, and the recipe is chaotic: on this
-    machine's AMD EPYC the 700-step multihop warm start had pass@1 0.189 (AVX512) against 0.109 (generic), and the
+    machine's AMD EPYC the 700-step multihop warm start had pass@1 0.202 (AVX512) against 0.114 (generic), and the
     issue's AVX2 machine measured group_mean's greedy accuracy 0.033 against 0.216, so this test could not pass."""
     config = ablation_config("multihop")
     write_run_config(config, tmp_path)
