@@ -165,9 +165,11 @@ class SubmititExecutor(Executor):
             time.sleep(min(JOB_POLL_S, max(0.0, deadline - time.monotonic())))
 
     def _record(self, job: Any) -> TrialRecord:
+        """The record of a finished job's trial: its first task's result (a multi-node trial's first node records
+        it; the other nodes' tasks return None)."""
         payload = self.running.pop(job)
         try:
-            return job.result()
+            return job.task(0).result()
         except Exception as error:  # noqa: BLE001  (a job that died, was cancelled or timed out)
             return payload.failed(f"{type(error).__name__}: {str(error).splitlines()[0][:500]}")
 

@@ -6,14 +6,18 @@ payload's `launch` entry. Without a config file the launch uses accelerate's tor
 process per GPU, or on a host without GPUs CPU processes over gloo (the trainer then runs with `use_cpu`); accelerate's
 `--cpu` flag is not used since it starts a single process unless an MPI hostfile is given. The launch is a child
 process group of the worker, stopped with it (a deadline, an interrupt). One node rendezvouses on this host at a free
-port; the nodes of a multi-node SLURM job meet at the job's first node, at a port derived from the job id, each
-launching its share of the processes with its SLURM node id as machine rank.
+port; the nodes of a multi-node SLURM job meet at the job's first node (at its NodeAddr, the address SLURM itself
+reaches it at), at a port derived from the job id, each launching its share of the processes with its SLURM node id
+as machine rank. Each node writes its launch command to its output (the trial's log on the first node, the job's log
+on the others).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -60,7 +64,17 @@ def rendezvous(launch: Launch) -> tuple[str, int]:
                            "nodes (executor kind slurm)")
     hosts = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]], check=True,
                            capture_output=True, text=True).stdout.split()
-    return hosts[0], PORT_BASE + int(os.environ["SLURM_JOB_ID"]) % PORT_SPAN
+    return node_address(hosts[0]), PORT_BASE + int(os.environ["SLURM_JOB_ID"]) % PORT_SPAN
+
+
+def node_address(node: str) -> str:
+    """The address of the SLURM node `node` (its NodeAddr in `scontrol show node`: the node name itself unless the
+    cluster gives another, such as an IP address where node names do not resolve)."""
+    shown = subprocess.run(["scontrol", "show", "node", node], check=True, capture_output=True, text=True).stdout
+    match = re.search(r"\bNodeAddr=(\S+)", shown)
+    if match is None:
+        raise RuntimeError(f"`scontrol show node {node}` names no NodeAddr: {shown[:500]!r}")
+    return match.group(1)
 
 
 def accelerate_command(launch: Launch, config_path: Path, run_dir: Path) -> list[str]:
@@ -85,7 +99,9 @@ def launch_trial(config: RunConfig, run_dir: Path, launch: Launch, threads: int 
     with tempfile.TemporaryDirectory(prefix="lph-launch-") as scratch:
         config_path = Path(scratch) / "config.yaml"  # not run_dir/config.yaml: the trial compares that to resume
         config_path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-        child = subprocess.Popen(accelerate_command(launch, config_path, run_dir), env=env, start_new_session=True)
+        command = accelerate_command(launch, config_path, run_dir)
+        print(f"node {machine_rank(launch)} of {launch['nodes']}: {shlex.join(command)}", flush=True)
+        child = subprocess.Popen(command, env=env, start_new_session=True)
         try:
             status = child.wait()
         finally:

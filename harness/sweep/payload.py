@@ -93,15 +93,19 @@ class TrialPayload:
 def execute_trial(payload: TrialPayload) -> TrialRecord | None:
     """Run the trial of `payload` through harness.trial.handoff and write its result record (status `done` with
     metrics, or `failed` with the traceback); None on a further node of a multi-node trial (the first one records
-    it). A trial interrupted earlier in the same run directory resumes from its last `trainer.save_steps`
+    it; a further node only launches its share of a training trial's processes, a control runs on the first node
+    alone). A trial interrupted earlier in the same run directory resumes from its last `trainer.save_steps`
     checkpoint (run_trial)."""
     store = ResultStore(Path(payload.sweep_root))
     run_dir, launch = payload.run_dir, payload.launch  # launch: several training processes (harness.sweep.launch)
-    if launch and machine_rank(launch) > 0:
-        launch_trial(payload.config, run_dir, launch, payload.threads)
-        return None
+    first_node = launch is None or machine_rank(launch) == 0
     if (finished := store.record(payload.trial_id)) is not None and finished.done:
-        return finished  # a job requeued after its trial finished (a race with a requeue): recorded once, not rerun
+        # a job requeued after its trial finished (a race with a requeue): recorded once, not rerun
+        return finished if first_node else None
+    if not first_node:
+        if payload.control is None:
+            launch_trial(payload.config, run_dir, launch, payload.threads)
+        return None
     store.record_attempt(payload.trial_id)
     started_at, started = time.time(), time.perf_counter()
     try:
