@@ -11,6 +11,10 @@ eval_curve.jsonl keep their rows up to the checkpoint's step and the trainer app
 logged once and the finished steps are not trained (nor their completions generated) again. With another config,
 or no checkpoint, the trial starts from step 0 as it always did. The checkpoints are removed once the trial's
 summary is written (the trained policy is in `run_dir/checkpoint/`).
+
+The trained policy of a trial sharded across its processes (FSDP, or DeepSpeed ZeRO stage 3: no process holds it
+whole) is gathered into one full state dict at save (every process takes part) and written by the main process as
+an ordinary unsharded checkpoint; the held-out curve during training scores an unsharded copy gathered the same way.
 """
 
 from __future__ import annotations
@@ -23,9 +27,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from transformers import AutoModelForCausalLM
+from transformers.modeling_utils import set_zero3_state
+from trl.distributed import DistributedBackend
 
-from harness.config import RunConfig
+from harness.config import ConfigError, RunConfig
 
 CHECKPOINT_DEFAULTS: dict[str, Any] = {"save_strategy": "steps", "save_total_limit": 2}
 """GRPOConfig fields added when the `trainer:` block sets `save_steps` (the block itself may override them)."""
@@ -116,3 +126,52 @@ def remove_checkpoints(out_dir: Path) -> None:
     """Delete the resume checkpoints of a finished trial (its policy is in `out_dir/checkpoint/`)."""
     for checkpoint in checkpoints(out_dir):
         shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def check_sharding(environ: Mapping[str, str], running: DistributedType) -> None:
+    """Raise `ConfigError` when `accelerate launch` asked for FSDP (ACCELERATE_USE_FSDP=true in `environ`, from the
+    accelerate config file) but the trainer's accelerator runs as `running`, not FSDP: accelerate 1.15 turns FSDP on
+    only on GPU hosts and would otherwise train plain DDP, every process holding the whole policy, without a word."""
+    if environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and running != DistributedType.FSDP:
+        raise ConfigError(
+            f"executor.accelerate_config asks for FSDP (distributed_type: FSDP), but accelerate runs this trial as "
+            f"{running.value}: accelerate 1.15 shards with FSDP only on GPU hosts (torch.cuda.is_available() is "
+            f"{torch.cuda.is_available()} here); allowed on a host without GPUs: no accelerate_config (DDP over "
+            "gloo), one with distributed_type MULTI_GPU, or DEEPSPEED")
+
+
+def is_sharded(accelerator: Accelerator) -> bool:
+    """Whether the trial's policy is sharded across its processes: FSDP, or DeepSpeed ZeRO stage 3."""
+    backend = DistributedBackend(accelerator)
+    return backend.is_fsdp or backend.is_zero3
+
+
+def gathered_policy(trainer: Any) -> torch.nn.Module | None:
+    """A whole, unsharded copy of a sharded trainer's policy on the main process (None on the others): every process
+    takes part in gathering the full state dict (accelerate's `get_state_dict`, as `Trainer.save_model` does), which
+    the main process loads into a fresh model of the policy's config, dtype and generation config."""
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if not trainer.accelerator.is_main_process:
+        return None
+    source = trainer.accelerator.unwrap_model(trainer.model)
+    with set_zero3_state():  # built whole here: not partitioned by DeepSpeed's zero.Init across the other processes
+        policy = AutoModelForCausalLM.from_config(source.config, dtype=source.dtype)
+    policy.load_state_dict(state)
+    policy.generation_config = source.generation_config
+    return policy
+
+
+def load_whole(checkpoint: Path) -> torch.nn.Module:
+    """The policy saved in `checkpoint`, loaded whole by this process alone (under ZeRO-3 transformers would build it
+    inside DeepSpeed's zero.Init, partitioned across processes that are not loading it)."""
+    with set_zero3_state():
+        return AutoModelForCausalLM.from_pretrained(checkpoint, local_files_only=True, dtype="auto")
+
+
+def save_policy(trainer: Any, checkpoint: Path) -> None:
+    """Save the trained policy as one full checkpoint in `checkpoint`. Every process calls it: the trainer gathers
+    sharded weights and the main process writes them. Under FSDP the final save always gathers the full state dict
+    (accelerate's FSDP2 default, SHARDED_STATE_DICT, would make `save_model` write no weights at all)."""
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(checkpoint))

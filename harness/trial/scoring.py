@@ -78,7 +78,10 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
         with torch.no_grad():
             generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_k=None,
                                        top_p=None, temperature=None, logits_processor=processors,
-                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                       # the main process scores alone; under ZeRO-3 transformers would
+                                       # otherwise sync every token with processes that never join
+                                       synced_gpus=False)
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return outputs

@@ -5,7 +5,9 @@ estimator and reward mix, scores the final checkpoint on the test split and writ
 `config.yaml` (resolved), `metrics.jsonl` (one line per step), `checkpoint/`, `eval.json` and `summary.json`.
 
 Under `accelerate launch --num_processes N` every process trains on its share of each batch; only the main process
-writes the run directory and scores the checkpoint (summary.json records `processes`).
+writes the run directory and scores the checkpoint (summary.json records `processes`, and `sharded` when an FSDP or
+ZeRO-3 accelerate config shards the policy: the main process then scores an unsharded copy gathered from every
+process, for the held-out curve, and the gathered checkpoint loaded afresh, for eval.json).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ import rewards
 from harness.cli import HelpFormatter
 from harness.config import ConfigError, PromptConfig, RunConfig, load_run_config
 from harness.lock import provenance
-from harness.trial.checkpoints import checkpoint_arguments, prepare_run_dir, remove_checkpoints
+from harness.trial.checkpoints import (check_sharding, checkpoint_arguments, gathered_policy, is_sharded, load_whole,
+                                       prepare_run_dir, remove_checkpoints, save_policy)
 from harness.trial.model import WARM_START_MARKER, load_policy
 from harness.trial.scoring import mean_outcomes, score_items
 from harness.tasks import TaskSplits, load_task, render_prompts
@@ -149,12 +152,14 @@ class HeldOutCurve(TrainerCallback):
     """The primary held-out metric (`eval.metric`: sampled pass@1, or greedy accuracy without samples) on a fixed
     subset of the test split before training and every `every_steps` steps, one line `{"step", "metric",
     "accuracy", "n"}` each in eval_curve.jsonl (the sample-efficiency curve of the report). An item's samples use
-    the same seeded streams at every step."""
+    the same seeded streams at every step. The main process scores; when `trainer` shards the policy, every
+    process first takes part in gathering an unsharded copy of it (harness.trial.checkpoints.gathered_policy)."""
 
     def __init__(self, path: Path, records: list[dict[str, str]], tokenizer: Any, mix: rewards.RewardMix,
-                 run: RunConfig) -> None:
+                 run: RunConfig, trainer: GRPOTrainer) -> None:
         self.path, self.records, self.tokenizer, self.mix = path, records, tokenizer, mix
         self.config, self.seed, self.prompt = run.eval, run.seed, run.task.prompt
+        self.trainer = trainer
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        model: Any = None, **kw: Any) -> None:
@@ -167,7 +172,10 @@ class HeldOutCurve(TrainerCallback):
             self._score(model, state.global_step, state)
 
     def _score(self, model: Any, step: int, state: TrainerState) -> None:
-        """Score on the main process alone (every process holds the same weights); the others wait for it."""
+        """Score on the main process alone (`model` itself when every process holds the whole policy, else the
+        gathered copy); the others wait for it."""
+        if is_sharded(self.trainer.accelerator):
+            model = gathered_policy(self.trainer)
         if state.is_world_process_zero:
             was_training = model.training
             metric = self.config.metric
@@ -234,6 +242,8 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     splits = load_task(config.task, config.rewards)
     trainer, tokenizer, model_dir, mix = build_trainer(config, out_dir, splits)
+    check_sharding(os.environ, trainer.accelerator.distributed_type)
+    sharded = is_sharded(trainer.accelerator)
     state = PartialState()  # the trial's processes (set up by the trainer's arguments): the main one writes files
     resume = None  # the latest checkpoint of an interrupted run of this config, or None
     if state.is_main_process:
@@ -244,7 +254,7 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     trainer.add_callback(MetricsWriter(out_dir, progress))
     if config.eval.every_steps:
         trainer.add_callback(HeldOutCurve(out_dir / "eval_curve.jsonl", splits.test[: config.eval.curve_examples],
-                                          tokenizer, mix, config))
+                                          tokenizer, mix, config, trainer))
     with progress.bar:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
@@ -252,7 +262,8 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
     if not state.is_main_process:  # the main process scores the checkpoint and writes the summary
         state.wait_for_everyone()
         return json.loads((out_dir / "summary.json").read_text())
-    evaluation = score_held_out(trainer.model, tokenizer, splits.test, mix, config, out_dir)
+    policy = load_whole(out_dir / "checkpoint") if sharded else trainer.model  # sharded: the gathered checkpoint
+    evaluation = score_held_out(policy, tokenizer, splits.test, mix, config, out_dir)
     if config.eval.lm_eval:
         from harness.trial.evaluate import evaluate_run
 
@@ -260,7 +271,7 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
         evaluation |= lm_eval_summary(scored)
     summary = write_summary(out_dir, config, evaluation, mix, model_dir, started,
                             final=final_metrics(out_dir / "metrics.jsonl"), train_seconds=train_seconds,
-                            processes=state.num_processes)
+                            processes=state.num_processes, sharded=sharded)
     remove_checkpoints(out_dir)  # only an unfinished trial resumes; the trained policy is in checkpoint/
     state.wait_for_everyone()
     return summary
@@ -316,10 +327,9 @@ def write_summary(out_dir: Path, config: RunConfig, evaluation: dict[str, Any], 
 
 
 def save_checkpoint(trainer: Any, tokenizer: Any, model_dir: Path, checkpoint: Path) -> None:
-    """Save the trained policy and its tokenizer (with the tiny-model marker, so it loads like its source). Every
-    process calls it (the trainer gathers sharded weights and writes them from the main process); the main process
-    writes the rest."""
-    trainer.save_model(str(checkpoint))
+    """Save the trained policy (whole: harness.trial.checkpoints.save_policy) and its tokenizer (with the tiny-model
+    marker, so it loads like its source). Every process calls it; the main process writes the files."""
+    save_policy(trainer, checkpoint)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(checkpoint)
         if (model_dir / WARM_START_MARKER).is_file():
