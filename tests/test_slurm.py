@@ -96,6 +96,16 @@ def test_a_preempted_job_is_requeued_and_resumes_its_trial_from_the_last_checkpo
     result without training (execute_trial)."""
     path, trial_id = resumable_spec(tmp_path, cpus_per_trial=1, mem_gb=1, trial_timeout_min=10)
     root = tmp_path / "requeue"
+    job, _ = preempt_once_checkpointed(path, trial_id, root)
+    # submitit's log lines of the signal went to the trial's log (its stdout and stderr while it runs)
+    assert f"Requeued job {job}" in (ResultStore(root).trial_dir(trial_id) / "trial.log").read_text()
+    assert_resumed(root, trial_id)
+
+
+def preempt_once_checkpointed(path: Path, trial_id: str, root: Path) -> tuple[str, str]:
+    """Run the sweep `path` on SLURM into `root`; once trial `trial_id` has a checkpoint, send its job SIGUSR2
+    (submitit's hook requeues it), let the requeued job start at once and wait for the driver to finish. Returns the
+    job id and the driver's stderr; the driver must exit 0."""
     driver = subprocess.Popen([sys.executable, "-m", "harness.sweep", str(path), "--executor", "slurm",
                                "--runs-dir", str(root)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True, start_new_session=True)
@@ -109,14 +119,13 @@ def test_a_preempted_job_is_requeued_and_resumes_its_trial_from_the_last_checkpo
             time.sleep(0.2)
         # SLURM holds a requeued job back for two minutes; let it start now
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-        assert driver.wait(timeout=600) == 0, driver.stderr.read()
+        log = driver.communicate(timeout=600)[1]
+        assert driver.returncode == 0, log
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
-    # submitit's log lines of the signal went to the trial's log (its stdout and stderr while it runs)
-    assert f"Requeued job {job}" in (ResultStore(root).trial_dir(trial_id) / "trial.log").read_text()
-    assert_resumed(root, trial_id)
+    return job, log
 
 
 def job_state(job: str) -> str:

@@ -9,10 +9,7 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,10 +21,9 @@ from harness.sweep.run import sweep_trials
 from harness.sweep.spec import load_spec
 from harness.sweep.store import ResultStore
 from harness.trial.checkpoints import checkpoints
-from tests.conftest import ROOT
 from tests.test_distributed import assert_written_once, two_process_config
-from tests.test_resume import SAVE_STEPS, SWEEP_STEPS, resumable_spec, rows, steps, wait_for_checkpoint
-from tests.test_slurm import job_ids, job_state
+from tests.test_resume import SAVE_STEPS, SWEEP_STEPS, resumable_spec, rows, steps
+from tests.test_slurm import job_ids, preempt_once_checkpointed
 from tests.test_sweep import spec_file
 
 pytestmark = pytest.mark.slurm
@@ -125,25 +121,7 @@ def test_a_preempted_two_node_trial_is_requeued_and_resumes_from_its_last_checkp
     its latest checkpoint in two processes."""
     path, trial_id = resumable_spec(tmp_path, **TWO_NODES)
     root = tmp_path / "requeue"
-    driver = subprocess.Popen([sys.executable, "-m", "harness.sweep", str(path), "--executor", "slurm",
-                               "--runs-dir", str(root)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, start_new_session=True)
-    try:
-        wait_for_checkpoint(ResultStore(root).trial_dir(trial_id), timeout_s=300)
-        job = job_ids(root)[trial_id]
-        subprocess.run(["scancel", "--signal=USR2", job], check=True)
-        deadline = time.time() + 60
-        while job_state(job) != "PENDING":  # requeued
-            assert time.time() < deadline, f"job {job} was not requeued: {job_state(job)}"
-            time.sleep(0.2)
-        # SLURM holds a requeued job back for two minutes; let it start now
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-        log = driver.communicate(timeout=600)[1]
-        assert driver.returncode == 0, log
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
+    job, log = preempt_once_checkpointed(path, trial_id, root)
     assert "FAIL" not in log, log  # the driver got the requeued job's record from its first task
     run_dir = ResultStore(root).trial_dir(trial_id)
     assert f"Requeued job {job}" in (run_dir / "trial.log").read_text()
