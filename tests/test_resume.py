@@ -153,15 +153,20 @@ def wait_for_checkpoint(run_dir: Path, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
-def assert_resumed(root: Path, trial_id: str) -> None:
+def assert_resumed(root: Path, trial_id: str, launched: bool = False) -> None:
     """The trial of the sweep in `root` ran twice: its first attempt ended after a checkpoint (step k), the second
-    trained only steps k+1..40, every step is logged once, and the sweep holds one finished record of it."""
+    trained only steps k+1..40, every step is logged once, and the sweep holds one finished record of it. The
+    attempts' pids are the worker's (attempts.log), or with `launched` (training in processes that
+    harness.sweep.launch started) the main training process's: the first and last in timing.jsonl."""
     store = ResultStore(root)
     run_dir = store.trial_dir(trial_id)
     assert store.attempts(trial_id) == 2
-    first, second = (json.loads(line)["pid"] for line in (run_dir / "attempts.log").read_text().splitlines())
     assert steps(run_dir / "metrics.jsonl") == list(range(1, SWEEP_STEPS + 1))
     timing = rows(run_dir / "timing.jsonl")
+    if launched:
+        first, second = timing[0]["pid"], timing[-1]["pid"]
+    else:
+        first, second = (json.loads(line)["pid"] for line in (run_dir / "attempts.log").read_text().splitlines())
     assert [t["step"] for t in timing] == list(range(1, SWEEP_STEPS + 1))
     resumed_at = sum(t["pid"] == first for t in timing)  # steps the first attempt trained and kept
     assert resumed_at >= SAVE_STEPS and resumed_at % SAVE_STEPS == 0, timing  # a checkpoint's step

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from harness.sweep import run_sweep
@@ -20,9 +19,8 @@ from harness.sweep.launch import node_address
 from harness.sweep.run import sweep_trials
 from harness.sweep.spec import load_spec
 from harness.sweep.store import ResultStore
-from harness.trial.checkpoints import checkpoints
 from tests.test_distributed import assert_written_once, two_process_config
-from tests.test_resume import SAVE_STEPS, SWEEP_STEPS, resumable_spec, rows, steps
+from tests.test_resume import assert_resumed, resumable_spec
 from tests.test_slurm import job_ids, preempt_once_checkpointed
 from tests.test_sweep import spec_file
 
@@ -94,26 +92,6 @@ def test_a_two_node_trial_meets_across_the_nodes_trains_and_writes_its_run_dir_o
     assert accounting == [f"2|{hostlist}"], accounting  # the job's two nodes, as SLURM accounted them
 
 
-def assert_resumed_processes(root: Path, trial_id: str) -> None:
-    """The launched trial of the sweep in `root` ran twice: its first attempt's main training process logged steps
-    1..k (k a checkpoint's step), the second attempt's main process only steps k+1..40 (timing.jsonl's `pid`: the
-    training processes', not the job's worker's as in tests.test_resume.assert_resumed), every step once, and the
-    sweep holds one finished record of it."""
-    store = ResultStore(root)
-    run_dir = store.trial_dir(trial_id)
-    assert store.attempts(trial_id) == 2
-    assert steps(run_dir / "metrics.jsonl") == list(range(1, SWEEP_STEPS + 1))
-    pids = [t["pid"] for t in rows(run_dir / "timing.jsonl")]
-    assert steps(run_dir / "timing.jsonl") == list(range(1, SWEEP_STEPS + 1))
-    resumed_at = pids.count(pids[0])
-    assert resumed_at >= SAVE_STEPS and resumed_at % SAVE_STEPS == 0, pids
-    assert pids == [pids[0]] * resumed_at + [pids[-1]] * (SWEEP_STEPS - resumed_at), pids
-    assert f"resuming from {run_dir / 'trl' / f'checkpoint-{resumed_at}'}" in (run_dir / "trial.log").read_text()
-    assert store.is_done(trial_id) and checkpoints(run_dir) == []
-    table = pd.read_parquet(root / "results.parquet")
-    assert list(table.loc[table["trial_id"] == trial_id, "status"]) == ["done"]
-
-
 def test_a_preempted_two_node_trial_is_requeued_and_resumes_from_its_last_checkpoint(tmp_path):
     """As tests.test_slurm's preemption test, for a trial of one process on each of two nodes: once it has a
     checkpoint its job gets SIGUSR2 (every process of the job's step on both nodes: the training processes end, the
@@ -126,4 +104,4 @@ def test_a_preempted_two_node_trial_is_requeued_and_resumes_from_its_last_checkp
     run_dir = ResultStore(root).trial_dir(trial_id)
     assert f"Requeued job {job}" in (run_dir / "trial.log").read_text()
     assert len(re.findall(r"^node 0 of 2: ", (run_dir / "trial.log").read_text(), re.MULTILINE)) == 2
-    assert_resumed_processes(root, trial_id)
+    assert_resumed(root, trial_id, launched=True)
