@@ -61,7 +61,8 @@ def one_thread() -> Iterator[None]:
 @benchmark("estimators")
 def bench_estimators(args: argparse.Namespace) -> dict[str, Any]:
     """Microseconds per call for B=1024 groups and G in {4, 8, 16, 64}, every registered estimator with its default
-    parameters and the inputs it reads, CPU (and CUDA if present). The estimators are timed in turn, three rounds,
+    parameters and the inputs it reads (a mix of 2 rewards; token-level ones over T = 49 tokens), CPU (and CUDA if
+    present). The estimators are timed in turn, three rounds,
     and each keeps its fastest round: load on a shared machine inflates a round, never deflates it."""
     import estimators
 
@@ -74,11 +75,17 @@ def bench_estimators(args: argparse.Namespace) -> dict[str, Any]:
             rewards = (torch.rand(1024, g, generator=gen) < 0.5).float().to(device)
             lp = (-20 * torch.rand(1024, g, generator=gen)).to(device)
             n = torch.randint(5, 50, (1024, g), generator=gen).float().to(device)
+            tokens = torch.arange(int(n.max()), device=device) < n.unsqueeze(-1)  # [B, G, T] completion tokens
+            extra = {"greedy_rewards": rewards[:, 0], "weights": torch.tensor([1.0, 0.5], device=device),
+                     "components": torch.stack([rewards, torch.rand(1024, g, generator=gen).to(device)], dim=-1),
+                     "token_logprobs": (-3 * torch.rand(tokens.shape, generator=gen)).to(device),
+                     "sum_pi_squared": torch.rand(tokens.shape, generator=gen).to(device)}
             calls = {}
             for name in estimators.available():
                 est = estimators.get(name)
                 inputs = {"seq_logprobs": lp} if est.needs_logprobs else {}
                 inputs |= {"lengths": n} if est.needs_lengths else {}
+                inputs |= {key: extra[key] for key in est.extra_inputs} | ({"mask": tokens} if est.token_level else {})
                 calls[name] = lambda est=est, inputs=inputs: est(rewards, **inputs)
             timings = {name: float("inf") for name in calls}
             for _ in range(1 if args.quick else 3):
@@ -148,37 +155,120 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "warm_start_seconds": round(warm_seconds, 1)}
 
 
+class ReferenceSampler:
+    """The held-out sampler trials used before the counter-based one (kept as the benchmark's reference, and for the
+    test that both draw from one distribution): a logits processor of `generate(do_sample=False)` drawing, for every
+    row and step, CPU float64 uniforms over the whole vocabulary from the row's own `torch.Generator` in a Python
+    loop and copying them to the device, finished rows included; next token = argmax_v log q(v) + G_v, G = -log(-log
+    U), q the tempered nucleus (harness.trial.scoring.tempered_nucleus)."""
+
+    def __init__(self, row_seeds: list[int], temperature: float, top_p: float) -> None:
+        self.generators = [torch.Generator().manual_seed(seed) for seed in row_seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        from harness.trial.scoring import tempered_nucleus
+
+        log_q = tempered_nucleus(scores, self.temperature, self.top_p)
+        return log_q.double() + self.noise(scores.shape[-1]).to(scores.device)
+
+    def noise(self, vocab: int) -> torch.Tensor:
+        """The rows' Gumbel noise of one step [rows, vocab] (float64, CPU)."""
+        uniform = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64) for g in self.generators])
+        return -torch.log(-torch.log(uniform.clamp(min=1e-300, max=1.0 - 1e-16)))
+
+
+def reference_generate(model: Any, tokenizer: Any, prompts: list[str], row_seeds: list[int], max_new_tokens: int,
+                       batch_size: int, temperature: float = 1.0, top_p: float = 1.0) -> list[str]:
+    """One sample per prompt as trials drew them before: `generate` over left-padded batches of `batch_size` rows
+    (a prompt repeated k times is encoded and prefilled k times) with `ReferenceSampler`."""
+    from transformers import LogitsProcessorList
+
+    outputs: list[str] = []
+    model.eval()
+    device = next(model.parameters()).device
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(device)
+        sampler = ReferenceSampler(row_seeds[start : start + batch_size], temperature, top_p)
+        with torch.no_grad():
+            generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_k=None,
+                                       top_p=None, temperature=None, logits_processor=LogitsProcessorList([sampler]),
+                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        outputs.extend(tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True))
+    return outputs
+
+
+def timed(label: str, completions: int, fn: Callable[[], Any]) -> dict[str, Any]:
+    """`{scorer: label, completions, seconds, completions_per_second}` of one call of `fn`."""
+    started = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - started
+    return {"scorer": label, "completions": completions, "seconds": round(seconds, 2),
+            "completions_per_second": round(completions / seconds, 1)}
+
+
+def noise_rows(vocab: int = 151_936, rows: int = 8) -> list[dict[str, Any]]:
+    """Milliseconds per row per decoding step of the Gumbel noise alone at `vocab` tokens on the CPU: the reference
+    sampler's (per-row generators, float64) and the harness's (`counter_gumbel`, all rows at once)."""
+    from harness.trial.scoring import counter_gumbel, sample_seed
+
+    seeds = [sample_seed(0, "noise", r) for r in range(rows)]
+    reference = ReferenceSampler(seeds, 1.0, 1.0)
+    keys = torch.tensor(seeds)
+    timings = {"reference sampler": time_call(lambda: reference.noise(vocab), min_seconds=1.0),
+               "harness sampler": time_call(lambda: counter_gumbel(keys, 0, vocab), min_seconds=1.0)}
+    return [{"noise": label, "vocab": vocab, "rows": rows, "ms_per_row_step": round(seconds / rows * 1e3, 3)}
+            for label, seconds in timings.items()]
+
+
 @benchmark("eval")
 def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """Examples per second of held-out scoring on CPU: lm-eval (lph_test, greedy, HF backend) and the harness's own
-    greedy scoring, on the default warm start's test split."""
+    """Sampled held-out scoring on the CPU, the same items, policy (the default warm start) and k samples per item
+    (eval.samples) in one run: the reference sampler (`reference_generate`), the harness sampler
+    (harness.trial.scoring.decode), Hugging Face `generate(do_sample=True)` and lm-eval (lph_test_sampled, HF
+    backend), in completions per second; `ratio` = the harness sampler's over the reference's. `noise`: the
+    Gumbel noise alone at Qwen3's 151,936-token vocabulary (`noise_rows`)."""
     import shutil
     import tempfile
 
     from harness.config import RunConfig
+    from harness.tasks import item_id, load_task, render_prompts
     from harness.trial.evaluate import evaluate_run
     from harness.trial.model import ensure_warm_start, load_policy
-    from harness.trial.scoring import greedy_accuracy
-    from harness.tasks import load_task
+    from harness.trial.scoring import decode, sample_seed
     from harness.trial.train import write_run_config
 
-    n = 20 if args.quick else 100
+    n = 4 if args.quick else 100
     config = RunConfig.model_validate({"eval": {"n_examples": n}})
-    rows = []
+    k, tokens, batch = config.eval.samples, config.eval.max_new_tokens, config.eval.batch_size
+    model, tokenizer, _ = load_policy(config.model, config.task)
+    records = load_task(config.task).test[:n]
+    prompts = render_prompts(records, config.task.prompt, tokenizer)
+    seeds = [[sample_seed(config.seed, item_id(r["question"]), j) for j in range(k)] for r in records]
+    repeated = [p for p in prompts for _ in range(k)]
+
+    def hf_sample() -> None:
+        for start in range(0, n, max(1, batch // k)):
+            encoded = tokenizer(prompts[start : start + max(1, batch // k)], return_tensors="pt", padding=True,
+                                add_special_tokens=False)
+            with torch.no_grad():
+                model.generate(**encoded, do_sample=True, num_return_sequences=k, max_new_tokens=tokens,
+                               temperature=config.eval.temperature, top_p=config.eval.top_p, top_k=None,
+                               pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+
+    rows = [timed("reference sampler", n * k, lambda: reference_generate(
+                model, tokenizer, repeated, [s for row in seeds for s in row], tokens, batch)),
+            timed("harness sampler", n * k, lambda: decode(model, tokenizer, prompts, seeds, tokens, batch)),
+            timed("HF generate(do_sample=True)", n * k, hf_sample)]
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         shutil.copytree(ensure_warm_start(config.model, config.task), run / "checkpoint")
         write_run_config(config, run)
-        started = time.perf_counter()
-        evaluate_run(run, ["lph_test"], limit=n)
-        rows.append({"scorer": "lm-eval lph_test (HF)", "examples": n,
-                     "examples_per_second": round(n / (time.perf_counter() - started), 1)})
-    model, tokenizer, _ = load_policy(config.model, config.task)
-    started = time.perf_counter()
-    greedy_accuracy(model, tokenizer, load_task(config.task).test[:n], config.eval.max_new_tokens, 50)
-    rows.append({"scorer": "harness greedy scoring", "examples": n,
-                 "examples_per_second": round(n / (time.perf_counter() - started), 1)})
-    return {"rows": rows}
+        rows.append(timed("lm-eval lph_test_sampled (HF)", n * k,
+                          lambda: evaluate_run(run, ["lph_test_sampled"], limit=n, samples=k)))
+    ratio = rows[1]["completions_per_second"] / rows[0]["completions_per_second"]
+    return {"rows": rows, "ratio": round(ratio, 2), "noise": noise_rows(rows=2 if args.quick else 8)}
 
 
 SMOKE_TUNE = ["grid={}", "seeds=1", "base.estimator.name=attenuated_pairwise", "executor.workers=2",
@@ -280,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
         path = args.out / f"{name}.json"
         path.write_text(json.dumps(result, indent=2))
         print_rows(f"{name} -> {path}", result["rows"])
+        if "noise" in result:
+            print_rows(f"{name} noise -> {path}", result["noise"])
 
 
 if __name__ == "__main__":
