@@ -12,13 +12,13 @@ from harness.config import ConfigError
 from harness.sweep.driver import Sweep
 from harness.sweep.spec import grid_trials, load_spec
 from tests.conftest import ROOT, SMOKE
+from tests.test_cli import tiny_model_dir
 
 TUNE = ROOT / "sweeps" / "tune.yaml"
 
 
 def test_overrides_reach_the_spec_and_every_trial(tmp_path):
-    model = tmp_path / "qwen"
-    model.mkdir()
+    model = tiny_model_dir(tmp_path / "qwen")
     spec = load_spec(SMOKE, [f"base.model.path={model}", "executor.partition=a100", "executor.gpus_per_trial=2",
                              "seeds=[0, 7]", "executor.sbatch={qos: high, constraint: h100}"])
     assert spec.executor.partition == "a100" and spec.executor.gpus_per_trial == 2

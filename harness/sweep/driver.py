@@ -29,12 +29,24 @@ def arm(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "base"
 
 
+class Interrupted(Exception):
+    """The driver was interrupted (Ctrl-C) while the trials `running` (id -> arm and seed) ran."""
+
+    def __init__(self, running: dict[str, str]) -> None:
+        self.running = dict(running)
+        listed = ", ".join(f"{trial_id} ({label})" for trial_id, label in self.running.items()) or "none"
+        super().__init__(f"interrupted; trials stopped before they finished: {listed}; run the same command again "
+                         "to resume them (finished trials are kept)")
+
+
 class SweepProgress:
-    """Rich progress bar of trials (done, failed, running, ETA) and one line per trial finished here."""
+    """Rich progress bar of trials (done, failed, running, ETA) and one line per trial finished here; `failures`
+    keeps the failed records of trials run by this driver, `running` the trials started and not finished."""
 
     def __init__(self, total: int) -> None:
         self.counts = {"done": 0, "failed": 0}
-        self.running: set[str] = set()
+        self.running: dict[str, str] = {}
+        self.failures: list[TrialRecord] = []
         self.bar = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("[green]{task.fields[done]} done [red]{task.fields[failed]} failed "
                                        "[yellow]{task.fields[running]} running"),
@@ -45,13 +57,15 @@ class SweepProgress:
         self.bar.update(self.task, advance=advance, running=len(self.running), **self.counts)
 
     def started(self, payload: TrialPayload) -> None:
-        self.running.add(payload.trial_id)
+        self.running[payload.trial_id] = f"{arm(payload.params)} seed={payload.seed}"
         self._update()
 
     def finished(self, record: TrialRecord) -> None:
         """A trial run by this driver: count it and print its line (arm, seed, accuracy, seconds or error)."""
-        self.running.discard(record.trial_id)
+        self.running.pop(record.trial_id, None)
         self.counts["done" if record.done else "failed"] += 1
+        if not record.done:
+            self.failures.append(record)
         self._update(advance=1)
         seconds = f" {record.wall_seconds:.1f} s" if record.wall_seconds is not None else ""
         outcome = (f"accuracy {record.eval.get('accuracy', float('nan')):.3f}" if record.done

@@ -76,11 +76,15 @@ class Executor:
     def close(self) -> None:
         """Stop accepting work; the local pool finishes the trials it runs."""
 
+    def interrupt(self) -> None:
+        """Stop accepting work and stop the trials running here (the driver was interrupted); cluster jobs go on."""
+        self.close()
+
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: Any) -> None:
+        self.interrupt() if kind is KeyboardInterrupt else self.close()
 
 
 class LocalExecutor(Executor):
@@ -129,6 +133,14 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         self.queue.clear()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def interrupt(self) -> None:
+        """SIGTERM each worker (its trial records the failure, a launched trial's process group is stopped, and the
+        next run starts or resumes the trial), then wait for them to end."""
+        for process in list(getattr(self.pool, "_processes", {}).values()):  # the pool keeps its workers there
+            if process.is_alive():
+                process.terminate()
+        self.close()
 
 
 class SubmititExecutor(Executor):
@@ -185,15 +197,22 @@ def submitit_executor(config: ExecutorConfig, folder: Path) -> Any:
     """A submitit executor for `config.kind` ('submitit-local' or 'slurm') with the spec's resources."""
     import submitit
 
-    timeout_min = max(1, int(config.trial_timeout_min))
     if config.kind == "submitit-local":
         executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=timeout_min)
+        executor.update_parameters(timeout_min=max(1, int(config.trial_timeout_min)))
         return executor
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=config.requeues)
-    nodes = config.nodes_per_trial  # one task per node, each launching its share of the trial's processes
+    executor.update_parameters(**slurm_parameters(config))
+    return executor
+
+
+def slurm_parameters(config: ExecutorConfig) -> dict[str, Any]:
+    """The submitit `AutoExecutor.update_parameters` of `config`'s SLURM jobs: one task per node, each launching its
+    share of the trial's processes, with the node's share of GPUs, CPUs and memory. Every string among them passed
+    `ExecutorConfig`'s `SLURM_VALUE` pattern, so each becomes one `#SBATCH` line of the job script."""
+    nodes = config.nodes_per_trial
     params: dict[str, Any] = {
-        "timeout_min": timeout_min + SLURM_MARGIN_MIN,  # the trial's own deadline fires first and records it
+        "timeout_min": max(1, int(config.trial_timeout_min)) + SLURM_MARGIN_MIN,  # the trial's deadline fires first
         "nodes": nodes,
         "tasks_per_node": 1,
         "cpus_per_task": config.cpus_per_trial // nodes,
@@ -207,8 +226,7 @@ def submitit_executor(config: ExecutorConfig, folder: Path) -> Any:
         params["slurm_partition"] = config.partition
     if config.account:
         params["slurm_account"] = config.account
-    executor.update_parameters(**params)
-    return executor
+    return params
 
 
 class RequeueableTrial:

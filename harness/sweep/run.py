@@ -1,32 +1,39 @@
 """The main job: `python -m harness.sweep SPEC [--set KEY=VALUE ...] [--executor ...] [--dry-run] [--resume]
-[--max-trials N] [--runs-dir DIR] [-v]`.
+[--max-trials N] [--runs-dir DIR] [--allow-failures] [-v]`.
 
 Expands the spec into trials (grid x seeds, or Optuna suggestions x seeds), skips the finished ones, runs the rest
 on the chosen executor, keeps `runs/<name>/results.parquet` current after every trial and builds the report at the
 end. Prints a progress bar and one line per finished trial. Re-running the same spec continues it; `--resume` also
 continues a sweep directory made by an edited spec. `--dry-run` prints the trials and the expected wall time.
+
+Exit status: 0 when every trial run is done; 3 when any trial failed (the last line says how many and where their
+errors are; `--allow-failures` exits 0); 1 on bad input (one line naming the file and key, nothing written) or a full
+disk; 130 on Ctrl-C (one line naming the interrupted trials; running the command again resumes them).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import tempfile
-from collections import deque
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
 from harness.config import ConfigError
-from harness.sweep.driver import Sweep, SweepProgress, console, warm_starts_first
+from harness.sweep.driver import Interrupted, Sweep, SweepProgress, console, warm_starts_first
 from harness.sweep.eta import estimate
 from harness.sweep.optuna_search import open_study, run_optuna
 from harness.sweep.spec import (SweepSpec, Trial, grid_trials, load_sweep, make_trial, optuna_probe_trials,
                                 warm_start_controls)
-from harness.sweep.store import ResultStore
+from harness.sweep.store import ResultStore, TrialRecord
 
-__all__ = ["main", "run_sweep", "sweep_trials"]
+__all__ = ["SweepOutcome", "execute_sweep", "main", "run_sweep", "sweep_trials"]
 
 POLL_S = 5.0
 """Longest wait between two looks at the executor (a finished trial is seen at once on the local executor)."""
@@ -121,18 +128,35 @@ def check_writable(root: Path) -> None:
         raise ConfigError(f"sweep directory {root}: cannot write in {existing} ({reason})") from None
 
 
+@dataclass(frozen=True)
+class SweepOutcome:
+    """A finished sweep run: its directory and the records of the trials that failed in this run."""
+
+    root: Path
+    failures: list[TrialRecord] = field(default_factory=list)
+
+
 def run_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = False, resume: bool = False,
               max_trials: int | None = None, root: Path | None = None, overrides: Sequence[str] = (),
               verbose: bool = False) -> Path:
     """Run (or continue) the sweep of `spec_path` with `overrides` (`KEY=VALUE`, as `--set`); returns its
-    directory. `verbose` lets each trial's library logs through (they go to the trial's log otherwise)."""
+    directory (see `execute_sweep`)."""
+    return execute_sweep(spec_path, executor, dry_run, resume, max_trials, root, overrides, verbose).root
+
+
+def execute_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = False, resume: bool = False,
+                  max_trials: int | None = None, root: Path | None = None, overrides: Sequence[str] = (),
+                  verbose: bool = False) -> SweepOutcome:
+    """Run (or continue) the sweep of `spec_path` with `overrides` (`KEY=VALUE`, as `--set`); returns its directory
+    and the trials that failed. `verbose` lets each trial's library logs through (they go to the trial's log
+    otherwise). Ctrl-C raises `Interrupted` naming the trials that were running."""
     spec, grid = load_sweep(spec_path, overrides)
     if executor:
         spec = spec.model_copy(update={"executor": spec.executor.model_copy(update={"kind": executor})})
     sweep = Sweep(spec, spec_path, root, overrides, verbose)
     if dry_run:
         print_dry_run(sweep, grid, max_trials)
-        return sweep.root
+        return SweepOutcome(sweep.root)
     check_writable(sweep.root)
     sweep.check_spec(resume)
     if not verbose:
@@ -140,24 +164,44 @@ def run_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = Fals
     if spec.optuna is not None:
         total = spec.optuna.n_trials * len(spec.seed_list)
         study = open_study(spec, sweep.root, verbose)  # a storage that cannot be opened fails before the bar shows
-        with (progress := SweepProgress(min(total, max_trials or total))).bar:
-            run_optuna(sweep, study, progress, max_trials)
+        progress = SweepProgress(min(total, max_trials or total))
+        run: Callable[[], None] = functools.partial(run_optuna, sweep, study, progress, max_trials)
     else:
         trials = with_controls(grid)
         trials = trials[:max_trials] if max_trials is not None else trials
-        with (progress := SweepProgress(len(trials))).bar:
-            run_grid(sweep, trials, progress)
+        progress = SweepProgress(len(trials))
+        run = functools.partial(run_grid, sweep, trials, progress)
+    try:
+        with progress.bar:
+            run()
+    except KeyboardInterrupt:
+        raise Interrupted(progress.running) from None
     table = sweep.store.write_table()
     console.print(f"results: {sweep.root / 'results.parquet'} ({len(table)} trials)")
     if spec.report.enabled:
         from reports import build_report
 
         console.print(f"report: {build_report(sweep.root)}")
-    return sweep.root
+    return SweepOutcome(sweep.root, progress.failures)
+
+
+EXIT_FAILED_TRIALS = 3
+"""Exit status of a sweep in which trials failed (without --allow-failures); 1 is bad input or a full disk, 130 an
+interrupt."""
+
+
+def failure_line(outcome: SweepOutcome, allow_failures: bool) -> str:
+    """The final line of a sweep with failed trials: how many, where their errors are, the exit status."""
+    failed = outcome.failures
+    where = (f"{failed[0].run_dir}/result.json" if len(failed) == 1
+             else f"{outcome.root / 'trials'}/*/result.json, or results.parquet's error column")
+    status = "0 (--allow-failures)" if allow_failures else f"{EXIT_FAILED_TRIALS} (--allow-failures makes it 0)"
+    return f"FAILED: {len(failed)} trial(s) failed in this run (errors in {where}); exit status {status}"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI of the sweep runner."""
+    """CLI of the sweep runner: exit status 0 when every trial run is done, 3 when any failed (0 with
+    --allow-failures), 1 on bad input or a full disk, 130 on Ctrl-C; each of those ends with one line saying so."""
     from harness.cli import HelpFormatter
 
     parser = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__, formatter_class=HelpFormatter)
@@ -170,16 +214,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a sweep directory made by an edited spec")
     parser.add_argument("--max-trials", type=int, default=None, help="run at most N trials this time")
     parser.add_argument("--runs-dir", type=Path, default=None, help="sweep directory (default runs/<name>)")
+    parser.add_argument("--allow-failures", action="store_true",
+                        help=f"exit 0 even when trials failed (default: exit status {EXIT_FAILED_TRIALS})")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the trials' library logs")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        root = run_sweep(args.spec, args.executor, args.dry_run, args.resume, args.max_trials, args.runs_dir,
-                         args.overrides or [], args.verbose)
+        outcome = execute_sweep(args.spec, args.executor, args.dry_run, args.resume, args.max_trials, args.runs_dir,
+                                args.overrides or [], args.verbose)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None
-    if not args.dry_run:
-        console.print(f"sweep {root} finished in {time.perf_counter() - started:.0f} s")
+    except Interrupted as error:
+        console.print(f"{error}", highlight=False, soft_wrap=True)
+        raise SystemExit(130) from None
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        written = error.filename or "the sweep directory"
+        raise SystemExit(f"error: no space left on device writing {written}; the driver stopped, finished trials "
+                         "are kept: free space and run it again to resume") from None
+    if args.dry_run:
+        return
+    console.print(f"sweep {outcome.root} finished in {time.perf_counter() - started:.0f} s")
+    if outcome.failures:
+        console.print(failure_line(outcome, args.allow_failures), highlight=False, soft_wrap=True)
+        if not args.allow_failures:
+            raise SystemExit(EXIT_FAILED_TRIALS)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from harness.config import ConfigError, RunConfig, Strict, read_yaml, stable_hash, validate
-from harness.sweep.storage import ENV_REFERENCE, redact, resolve_url
+from harness.config import ConfigError, RunConfig, Strict, load_yaml_text, read_yaml, stable_hash, validate
+from harness.sweep.checks import check_inputs
+from harness.sweep.storage import ENV_REFERENCE, redact
 from harness.trial.handoff import Control
 
 
@@ -59,6 +61,16 @@ class OptunaConfig(Strict):
         return value
 
 
+SLURM_PUNCTUATION = "_.,:=+/@%*&|!()[]-"
+SLURM_VALUE = r"^[A-Za-z0-9_.,:=+/@%*&|!()\[\]-]+$"
+"""A SLURM value (partition, account, an `executor.sbatch` value): one word of letters, digits and
+`SLURM_PUNCTUATION`, so that it stays inside its `#SBATCH` line of the job script."""
+SLURM_KEY = r"^[A-Za-z][A-Za-z0-9_-]*$"
+"""An `executor.sbatch` key: an sbatch flag name (`qos`, `constraint`, `gres`, ...)."""
+NAME_MAX = 100
+"""Longest sweep name: it names the sweep directory, and file names longer than 255 bytes fail."""
+
+
 class ExecutorConfig(Strict):
     """Where trials run: `local` (worker processes), `submitit-local`, or `slurm` (job arrays through submitit).
 
@@ -69,8 +81,8 @@ class ExecutorConfig(Strict):
     kind: Literal["local", "submitit-local", "slurm"] = "local"
     workers: int = Field(1, ge=1, description="local / submitit-local: trials at once")
     trial_timeout_min: float = Field(60.0, gt=0)
-    partition: str | None = None
-    account: str | None = None
+    partition: str | None = Field(None, pattern=SLURM_VALUE, description="slurm: partition(s), comma-separated")
+    account: str | None = Field(None, pattern=SLURM_VALUE)
     gpus_per_trial: int = Field(0, ge=0)
     cpus_per_trial: int = Field(1, ge=1)
     mem_gb: float = Field(4.0, gt=0)
@@ -81,6 +93,23 @@ class ExecutorConfig(Strict):
     nodes_per_trial: int = Field(1, ge=1, description="slurm: nodes of one trial's job")
     accelerate_config: str | None = Field(None, description="accelerate config file of a multi-process trial "
                                           "(DDP, FSDP or DeepSpeed settings), passed as --config_file")
+
+    @field_validator("sbatch")
+    @classmethod
+    def _one_directive_each(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Each entry becomes one `#SBATCH --KEY=VALUE` line: a key of `SLURM_KEY`, a value a number, true, or a
+        string of `SLURM_VALUE` (no newline, quote, `#`, `;`, `$` or backtick, which would end the directives or
+        add a line the job's shell runs)."""
+        for key, item in value.items():
+            if not re.fullmatch(SLURM_KEY, str(key)):
+                raise ValueError(f"sbatch key {str(key)!r}; allowed: a flag name of letters, digits, '_' and '-'")
+            if isinstance(item, bool) and item is False:
+                raise ValueError(f"sbatch.{key} is false; allowed: true (a flag) or leave the key out")
+            if not isinstance(item, (bool, int, float)) and not re.fullmatch(SLURM_VALUE, str(item)):
+                raise ValueError(f"sbatch.{key} is {item!r}; allowed: a number, true, or a string of letters, "
+                                 f"digits and {SLURM_PUNCTUATION} (no space, newline, quote, '#', ';', '$' or "
+                                 "backtick)")
+        return value
 
     @model_validator(mode="after")
     def _processes(self) -> ExecutorConfig:
@@ -126,7 +155,7 @@ class ReportConfig(Strict):
 class SweepSpec(Strict):
     """A sweep: `base` run config, `grid` axes (dotted keys -> values), `seeds`, optional `optuna`, executor."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=NAME_MAX)
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[int] | int = 3
@@ -256,50 +285,6 @@ def optuna_probe_trials(spec: SweepSpec, source: str | Path) -> list[Trial]:
     return [make_trial(spec, params, spec.seed_list[0], source) for params in probes]
 
 
-def local_paths(config: RunConfig) -> dict[str, tuple[str, str]]:
-    """Dotted key -> (path, "directory" or "file") for every local path a run config reads. (A semantic-density
-    encoder directory is checked by the run config's own validation.)"""
-    found = {"model.path": (config.model.path, "directory"), "task.path": (config.task.path, "file"),
-             "task.train_path": (config.task.train_path, "file")}
-    return {key: (path, kind) for key, (path, kind) in found.items() if path is not None}
-
-
-def spec_key(spec: SweepSpec, params: dict[str, Any], key: str) -> str:
-    """Where a run-config key comes from in the spec: `grid.<key>`, `optuna.space.<key>` or `base.<key>`."""
-    if key in params:
-        return f"grid.{key}" if key in spec.grid else f"optuna.space.{key}"
-    return f"base.{key}"
-
-
-def sqlite_directory(url: str | None) -> Path | None:
-    """The directory an `sqlite:///PATH` storage URL writes to (None for other URLs and in-memory databases)."""
-    if url is None or not url.startswith("sqlite:///") or url.removeprefix("sqlite:///") in ("", ":memory:"):
-        return None
-    return Path(url.removeprefix("sqlite:///")).parent
-
-
-def check_local_paths(spec: SweepSpec, trials: list[Trial], source: str | Path) -> None:
-    """Raise one `ConfigError` naming the spec, each key and each missing path of `trials` and the storage."""
-    missing: dict[tuple[str, str], str] = {}
-    for trial in trials:
-        for key, (path, kind) in local_paths(trial.config).items():
-            found = Path(path).is_dir() if kind == "directory" else Path(path).is_file()
-            if not found:
-                missing[(spec_key(spec, trial.params, key), path)] = kind
-    try:
-        directory = sqlite_directory(resolve_url(spec.storage) if spec.storage else None)
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
-    if directory is not None and not directory.is_dir():
-        missing[("storage", str(directory))] = "directory (for the SQLite file)"
-    if missing:
-        lines = [f"{source}: local paths not found (nothing was run or submitted)"]
-        for (key, path), kind in missing.items():
-            resolved = "" if Path(path).is_absolute() else f" ({Path(path).absolute()})"
-            lines.append(f"  {key}: no such {kind}: {path}{resolved}")
-        raise ConfigError("\n".join(lines))
-
-
 DOTTED_KEY_MAPPINGS = (("grid",), ("optuna", "space"))
 """Spec mappings whose keys are themselves dotted run-config keys (`grid: {estimator.name: [...]}`)."""
 
@@ -327,7 +312,7 @@ def apply_override(data: dict[str, Any], item: str, source: str | Path) -> None:
         raise ConfigError(f"{source}: --set {item!r}: expected KEY=VALUE with a dotted KEY into the spec, "
                           "e.g. --set executor.partition=a100 or --set base.model.path=/models/qwen3-1.7b")
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml_text(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{source}: --set {key}: value {text!r} is not valid YAML ({error})") from None
     *parents, last = override_path(data, key)
@@ -353,7 +338,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[SweepSp
         raise ConfigError(f"{source}: grid: empty; give at least one axis (e.g. estimator.name: [group_mean]) "
                           "or optuna")
     trials = grid_trials(spec, source)
-    check_local_paths(spec, trials + optuna_probe_trials(spec, source), source)
+    check_inputs(spec, trials + optuna_probe_trials(spec, source), source)
     return spec, trials
 
 

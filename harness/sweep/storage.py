@@ -22,8 +22,9 @@ from harness.sweep.store import atomic_write
 
 ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 """`${NAME}`: the storage URL is in environment variable NAME."""
-PASSWORD = re.compile(r"(?P<head>://[^/@:]*:)[^/@]*(?=@)|(?P<key>[?&]password=)[^&]*")
-"""A URL's password: in its user info (`://user:PASSWORD@`) or a `password=` query parameter."""
+QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&]*", re.IGNORECASE)
+"""A `password=` query parameter of a URL."""
+HIDDEN = "***"
 RDB_OPEN_TRIES = 5
 """Attempts to open a database storage whose schema other drivers are creating at the same moment."""
 TRIALS_FILE = "optuna_trials.json"
@@ -31,8 +32,34 @@ TRIALS_FILE = "optuna_trials.json"
 
 
 def redact(url: str) -> str:
-    """`url` with its password replaced by `***`."""
-    return PASSWORD.sub(lambda m: (m["head"] or m["key"]) + "***", url)
+    """`url` with its password (in the user info and in a `password` query parameter) replaced by `***`: parsed by
+    SQLAlchemy's `make_url` (a password may hold `/`, as in `postgresql://u:se/cret@h/db`), or by `redact_userinfo`
+    when it cannot parse `url` or finds an `@` in the host (an unencoded `@` in the password: `u:p@ss@h`)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return redact_userinfo(url)
+    if "@" in (parsed.host or "") or "@" in (parsed.database or "") and parsed.password is not None:
+        return redact_userinfo(url)
+    if parsed.password is None and not any(key.lower() == "password" for key in parsed.query):
+        return url
+    return QUERY_PASSWORD.sub(lambda m: m["key"] + HIDDEN, parsed.render_as_string(hide_password=True))
+
+
+def redact_userinfo(text: str) -> str:
+    """`text` with everything between the first `:` of its user info and the user info's last `@` replaced by `***`
+    (the user info runs from `://`, or the start, to the last `@` before any `?`), and any `password=` query value
+    hidden: the fallback of `redact` for strings that are not parseable URLs."""
+    head, mark, query = text.partition("?")
+    start = head.find("://") + 3 if "://" in head else 0
+    at = head.rfind("@")
+    if at > start and ":" in head[start:at]:
+        user = head[start:at].split(":", 1)[0]
+        head = f"{head[:start]}{user}:{HIDDEN}{head[at:]}"
+    return head + QUERY_PASSWORD.sub(lambda m: m["key"] + HIDDEN, mark + query)
 
 
 def resolve_url(storage: str) -> str:

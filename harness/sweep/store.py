@@ -12,6 +12,7 @@ whose process is gone (same host, dead pid) or older than the trial timeout is s
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -24,11 +25,19 @@ import pandas as pd
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and `os.replace` (readers never see a partial file)."""
+    """Write `data` to `path` through a temporary file and `os.replace` (readers never see a partial file). On a
+    failed write the temporary file is removed and `path` keeps its old content; a full disk raises
+    `OSError(ENOSPC)` whose `filename` is `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.time_ns()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from harness.tasks.gsm8k import load_gsm8k_jsonl
 from harness.tasks.jsonl import load_benchmark, without_solution
 from harness.tasks.multihop import generate_multihop
 from harness.tasks.prompts import check_chat_template, render_prompt, render_prompts
-from harness.tasks.records import Record, item_id
+from harness.tasks.records import Record, distinct_items, item_id
 
 __all__ = ["Record", "TaskSplits", "check_chat_template", "item_id", "load_task", "prompt_for", "render_prompt",
            "render_prompts", "warm_start_target"]
@@ -56,13 +56,13 @@ def load_task(config: TaskConfig, weights: dict[str, float] | None = None) -> Ta
     lack a reference solution while `semantic_density` has weight > 0 is a `ValueError` naming the file."""
     if config.name == "gsm8k":
         assert config.path is not None and config.train_path is not None
-        return TaskSplits(load_gsm8k_jsonl(config.train_path)[: config.n_train],
-                          load_gsm8k_jsonl(config.path)[: config.n_test])
+        train, test = (distinct_items(load_gsm8k_jsonl(path), path) for path in (config.train_path, config.path))
+        return TaskSplits(train[: config.n_train], test[: config.n_test])
     if config.name == "jsonl":
         assert config.path is not None and config.train_path is not None
         fields = (config.question_field, config.answer_field, config.solution_field)
-        splits = TaskSplits(load_benchmark(config.train_path, *fields)[: config.n_train],
-                            load_benchmark(config.path, *fields)[: config.n_test])
+        train, test = (distinct_items(load_benchmark(path, *fields), path) for path in (config.train_path, config.path))
+        splits = TaskSplits(train[: config.n_train], test[: config.n_test])
         if (weights or {}).get("semantic_density", 0.0) > 0:
             for path, records in ((config.train_path, splits.train), (config.path, splits.test)):
                 if missing := without_solution(records):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from harness.tasks.jsonl import json_lines, read_text
 
 
 def load_gsm8k_jsonl(path: str | Path) -> list[dict[str, str]]:
@@ -13,13 +14,7 @@ def load_gsm8k_jsonl(path: str | Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise ValueError(f"{path}: no such GSM8K-format jsonl file")
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+    for number, row in json_lines(path, read_text(path)):
         missing = [key for key in ("question", "answer") if not isinstance(row.get(key), str)]
         if missing:
             raise ValueError(f"{path}:{number}: missing string field(s) {', '.join(missing)}; need question, answer")

@@ -12,8 +12,8 @@ file gives, and `semantic_density` compares against the solution's reasoning. Re
 get `answer = "#### <final answer>"` and `has_solution = ""` (see `without_solution`).
 
 GPQA's published rows (`Question`, `Correct Answer`, `Incorrect Answer 1..3`) become multiple-choice records: the
-four choices in an order seeded by the question, listed as `(A) ...` under it, `answer = "#### <letter>"` and
-`choice = <letter>`, graded by the letter (`harness.trial.evaluate.grade_choice`).
+four choices in an order seeded by the question, listed as `(A) ...` under it, and `answer = "#### <letter>"`, graded
+by the letter (`rewards.builtin.grade`, in training, the harness's scoring and lm-eval alike).
 """
 
 from __future__ import annotations
@@ -33,9 +33,41 @@ LETTERS = "ABCD"
 CHOICE_INSTRUCTION = "Answer with the letter of the correct choice."
 
 
+def read_text(path: Path) -> str:
+    """The text of `path` as UTF-8, a leading byte-order mark dropped (spreadsheets save CSV with one); other
+    encodings are a `ValueError` naming the file, the line and the byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {data[error.start]:#04x}); expected a UTF-8 file "
+                         "(re-save it as UTF-8)") from None
+
+
+def json_lines(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each JSON object of JSON-lines `text`, one a line (blank lines skipped); a line that
+    is not valid JSON, or holds anything but an object (a number, a list), is a `ValueError` naming the file and
+    line."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg}); expected one JSON object a "
+                             "line") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{number}: a JSON {type(row).__name__}; expected one JSON object a line")
+        rows.append((number, row))
+    return rows
+
+
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a jsonl, json (a list of objects, an object holding one such list, or JSON lines), parquet or csv
-    file; `ValueError` naming the file (and line) when it is missing or unreadable."""
+    file; `ValueError` naming the file (and line or row) when it is missing, unreadable or holds rows that are not
+    objects."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -43,10 +75,14 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     if suffix not in FORMATS:
         raise ValueError(f"{path}: unknown format {suffix!r}; use one of {', '.join(FORMATS)}")
     if suffix == ".parquet":
+        import pyarrow
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
+        try:
+            return pq.read_table(path).to_pylist()
+        except pyarrow.ArrowException as error:
+            raise ValueError(f"{path}: not a readable parquet file ({str(error).splitlines()[0]})") from None
+    text = read_text(path)
     if suffix == ".csv":
         return list(csv.DictReader(text.splitlines()))
     if suffix == ".json":
@@ -58,15 +94,12 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
             lists = [value for value in data.values() if isinstance(value, list)]
             data = lists[0] if len(lists) == 1 else [data]
         if isinstance(data, list):
+            for number, row in enumerate(data, start=1):
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}: row {number} is a JSON {type(row).__name__}; expected a list of "
+                                     "JSON objects")
             return data
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-    return rows
+    return [row for _, row in json_lines(path, text)]
 
 
 def _field(row: dict[str, Any], names: list[str]) -> Any:
@@ -85,7 +118,7 @@ def _text(value: Any) -> str:
 
 def benchmark_record(row: dict[str, Any], where: str, question_field: str | None = None,
                      answer_field: str | None = None, solution_field: str | None = None) -> Record:
-    """One row as a record `{"question", "answer", "has_solution"}` (plus `choice` for GPQA rows); `ValueError`
+    """One row as a record `{"question", "answer", "has_solution"}`; `ValueError`
     naming `where` (file:line) when the question or the final answer cannot be found."""
     lowered = {str(key).lower() for key in row}
     if question_field is None and all(name in lowered for name in GPQA_FIELDS):
@@ -116,7 +149,7 @@ def gpqa_record(row: dict[str, Any]) -> Record:
     letter = LETTERS[choices.index(correct)]
     listed = "\n".join(f"({LETTERS[i]}) {choice}" for i, choice in enumerate(choices))
     return {"question": f"{question}\n\n{listed}\n\n{CHOICE_INSTRUCTION}", "answer": final_line(letter).lstrip("\n"),
-            "has_solution": "", "choice": letter}
+            "has_solution": ""}
 
 
 def load_benchmark(path: str | Path, question_field: str | None = None, answer_field: str | None = None,

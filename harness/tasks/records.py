@@ -4,6 +4,7 @@ plausible wrong solution that a warm start may be taught in a mixture with the r
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable
 
 Record = dict[str, str]
@@ -34,3 +35,20 @@ def unique_records(draw: Callable[[], Record], count: int, what: str) -> list[Re
             seen.add(record["question"])
             records.append(record)
     return records
+
+
+class RepeatedItems(UserWarning):
+    """A task file holds records of one question (one item id) more than once."""
+
+
+def distinct_items(records: list[Record], source: str) -> list[Record]:
+    """The first record of each item id (`item_id` of the question) in file order, so that an item counts once in
+    every metric and in the report; a `RepeatedItems` warning names `source` and how many records were dropped."""
+    firsts: dict[str, Record] = {}
+    for record in records:
+        firsts.setdefault(item_id(record["question"]), record)
+    kept = list(firsts.values())
+    if dropped := len(records) - len(kept):
+        warnings.warn(f"{source}: {dropped} of {len(records)} records repeat the question of an earlier one (same "
+                      f"item id); kept the first of each: {len(kept)} items", RepeatedItems, stacklevel=2)
+    return kept
