@@ -8,7 +8,8 @@ import threading
 from math_verify import parse, verify
 
 from rewards.base import Samples, register
-from rewards.text import FINAL_MARK, NUMBER, extract_final_answer, reasoning_part, to_number
+from rewards.text import (FINAL_MARK, NUMBER, choice_letter, extract_final_answer, lone_choice, reasoning_part,
+                          stated_answer, to_number)
 
 
 def answers_match(predicted: str | None, reference: str | None, rel_tol: float = 1e-6) -> bool:
@@ -32,14 +33,23 @@ def _math_verify_equal(predicted: str, reference: str) -> bool:
     return bool(gold and pred and verify(gold, pred, timeout_seconds=timeout))
 
 
+def grade(completion: str, reference: str, rel_tol: float = 1e-6) -> bool:
+    """The one grading of training (`correctness`), the harness's scoring and lm-eval's local tasks: the final answer
+    the completion states (`stated_answer`: none, as in a truncated trace, is wrong) against the reference's
+    (`extract_final_answer`). A reference that is a lone choice letter (GPQA's `#### B`) is matched by the letter the
+    completion's answer starts with (`choice_letter`: `B`, `(B)`, `\\text{B}`, `B) ...`); others by `answers_match`."""
+    predicted, gold = stated_answer(completion), extract_final_answer(reference)
+    letter = lone_choice(gold) if gold is not None else None
+    if letter is not None:
+        return predicted is not None and choice_letter(predicted) == letter
+    return answers_match(predicted, gold, rel_tol)
+
+
 @register("correctness", needs_reference=True)
 def correctness(samples: Samples, *, rel_tol: float = 1e-6) -> list[float]:
-    """1.0 when the completion's final answer equals the reference's (see `answers_match`), else 0.0."""
+    """1.0 when the completion's final answer equals the reference's (see `grade`), else 0.0."""
     assert samples.references is not None
-    return [
-        float(answers_match(extract_final_answer(c), extract_final_answer(r), rel_tol))
-        for c, r in zip(samples.completions, samples.references)
-    ]
+    return [float(grade(c, r, rel_tol)) for c, r in zip(samples.completions, samples.references)]
 
 
 @register("format")

@@ -15,6 +15,9 @@ NUMBER = re.compile(r"[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 NUMBER_COMMAS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 CALCULATOR_NOTE = re.compile(r"<<[^<>]*>>")
 TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+|[+\-*/=()^%×÷]")
+CHOICE = re.compile(r"^[\s(\[{]*(?:\\text\{\s*)?\(?([A-Z])\)?(?![A-Za-z])")
+LONE_CHOICE = re.compile(r"\s*(?:\\text\{\s*)?\(?([A-Z])\)?\s*\}?\s*")
+SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s*$")
 MAX_PARSE_CHARS = 100_000
 """Longer texts are cut to their last `MAX_PARSE_CHARS` characters before answer extraction."""
 
@@ -44,9 +47,9 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def extract_final_answer(text: str) -> str | None:
+def extract_final_answer(text: str, last_number: bool = True) -> str | None:
     """Final answer of a solution: the last `#### X` line, else the last `\\boxed{X}`, else "the answer is X",
-    else the last number in the text; None when there is none."""
+    else (with `last_number`, as for a reference) the last number in the text; None when there is none."""
     text = text[-MAX_PARSE_CHARS:]
     marks = FINAL_MARK.findall(text)
     if marks:
@@ -57,8 +60,30 @@ def extract_final_answer(text: str) -> str | None:
     stated = ANSWER_IS.findall(text)
     if stated:
         return stated[-1]
-    numbers = NUMBER.findall(text)
+    numbers = NUMBER.findall(text) if last_number else []
     return numbers[-1] if numbers else None
+
+
+def stated_answer(completion: str) -> str | None:
+    """The final answer of a completion: `#### X`, `\\boxed{X}` or "the answer is X", else the last number only when
+    the text ends a sentence (`So she has 72 clips in total.`). A trace cut off mid-sentence by the token limit
+    before an answer marker has none (None: graded wrong), not the last number it reached (issue 30, item 8: false
+    hits on AIME from truncated thinking)."""
+    return extract_final_answer(completion, last_number=SENTENCE_END.search(completion) is not None)
+
+
+def choice_letter(answer: str) -> str | None:
+    """The letter a final answer chooses: `B`, `(B)`, `\\text{B}`, `\\text{(B)}`, `B) 42 kJ`, `[B]` -> `B`; None when
+    it does not start with a lone capital letter (`Alpha`, `42`)."""
+    found = CHOICE.match(answer)
+    return found.group(1) if found else None
+
+
+def lone_choice(answer: str) -> str | None:
+    """The letter of a reference final answer that is nothing but a choice letter (GPQA's `#### B`, MATH's
+    `\\text{(C)}`), else None: such a reference is graded by the letter (`rewards.builtin.grade`)."""
+    found = LONE_CHOICE.fullmatch(answer)
+    return found.group(1) if found else None
 
 
 def to_number(answer: str) -> float | None:

@@ -117,3 +117,40 @@ def test_lm_eval_grades_the_harness_samples_as_the_harness_does(warm_run):
         assert {k: graded[k] for k in ("pass@1", "pass@2", "pass@4")} == {k: item[k] for k in ("pass@1", "pass@2",
                                                                                                   "pass@4")}
     assert 0 < sum(i["pass@1"] for i in items) < len(items)  # right and wrong samples: not a trivial agreement
+
+
+def lm_eval_task_utils():
+    """The lm-eval tasks' `utils.py` (copied next to each run's task files), loaded as lm-eval loads it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lph_task_utils", TEMPLATES / "utils.py")
+    task_utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(task_utils)
+    return task_utils
+
+
+def test_gpqa_is_graded_by_one_letter_in_training_the_harness_scorer_and_lm_eval():
+    """GPQA records (`#### <letter>`): the `correctness` reward as TRL calls it, the harness's scorer
+    (harness.trial.scoring.grade on the trainer's mix) and the lm-eval tasks' `process_results` give the same verdict
+    on every completion: the letter its final answer starts with. (Before: the reward compared letters with
+    math-verify, which took `#### b` for B and `#### B) 42 kJ` for wrong, while lm-eval read the letter.)"""
+    from harness.tasks.jsonl import load_benchmark
+    from harness.trial.model import build_tokenizer
+    from harness.trial.scoring import grade
+
+    record = load_benchmark(Path(__file__).parent / "fixtures" / "benchmarks" / "gpqa_diamond.csv")[0]
+    letter = record["answer"].removeprefix("#### ")
+    wrong = next(x for x in "ABCD" if x != letter)
+    right = [f"#### {letter}", f"\\boxed{{{letter}}}", f"\\boxed{{({letter})}}", f"The answer is ({letter}).",
+             f"\\boxed{{\\text{{{letter}}}}}", f"Reasoning.\n#### {letter}) the second option"]
+    wrong_ones = [f"#### {wrong}", f"#### {letter.lower()}", "\\boxed{Alpha}", f"It could be {letter}",
+                  f"\\boxed{{{wrong}}} not {letter}"]
+    completions = right + wrong_ones
+    answers = [record["answer"]] * len(completions)
+    prompts = [record["question"]] * len(completions)
+    training = rewards.get("correctness")(prompts, completions, answer=answers)
+    scorer, _, _ = grade(rewards.mix({"correctness": 1.0}), build_tokenizer(), prompts, completions, answers)
+    process_results = lm_eval_task_utils().process_results
+    lm_eval = [process_results(record, [[text]])["exact_match"] for text in completions]
+    assert training == scorer == lm_eval == [1.0] * len(right) + [0.0] * len(wrong_ones)
+

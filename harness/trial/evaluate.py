@@ -7,7 +7,9 @@ under `lm_eval`. Local tasks (offline) are rendered from the shipped template `l
 - `lph_local` (alias `lph_gsm8k_local`): any benchmark file as published given with `--data PATH` (jsonl, json,
   parquet or csv; GSM8K, AIME, AMC, MATH or GPQA rows, read by harness.tasks.jsonl);
 - the presets `aime24`, `aime25`, `math500`, `gpqa_diamond` offline, from `<data dir>/<preset>.jsonl` (or .json,
-  .parquet, .csv) when `--data-dir` (or the run's `eval.data_dir`) holds that file.
+  .parquet, .csv) when `--data-dir` (or the run's `eval.data_dir`) holds that file, as the tasks `lph_<preset>`
+  (`lph_gpqa_diamond`, ...): their prompt and grading are the harness's, not those of the hub task of the same
+  preset (`gpqa_diamond_cot_zeroshot`: lm-eval's prompt and answer regex), so the two never share a name.
 Every local task's documents carry their prompt rendered by `harness.tasks.render_prompt` under the run's
 `task.prompt` and the checkpoint's tokenizer (so training and scoring read the same bytes) and are graded like the
 `correctness` reward grades training completions; multiple-choice documents (GPQA) by the letter of the choice.
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 from pathlib import Path
 from string import Template
@@ -27,8 +28,7 @@ from typing import Any
 
 from harness.cli import HelpFormatter
 from harness.trial.scoring import PASS_AT, pass_at_k
-from rewards.builtin import answers_match
-from rewards.text import extract_final_answer
+from rewards.builtin import grade
 
 TEMPLATES = Path(__file__).parent.parent / "lm_eval_tasks"
 LOCAL_TASKS = ("lph_test", "lph_test_sampled", "lph_local", "lph_gsm8k_local")
@@ -42,24 +42,11 @@ PRESETS = {
     "gpqa_diamond": "gpqa_diamond_cot_zeroshot",
 }
 
-CHOICE = re.compile(r"^[\s(\[{]*(?:\\text\{\s*)?\(?([A-Z])\)?(?![A-Za-z])")
-
-
-def grade_choice(text: str, letter: str) -> bool:
-    """A multiple-choice completion is right when its final answer (read as `correctness` reads it: `#### X`, else
-    the last `\\boxed{X}`, else "the answer is X") starts with the right letter: `B`, `(B)`, `\\text{B}`, `B) ...`."""
-    answer = extract_final_answer(text)
-    found = CHOICE.match(answer) if answer else None
-    return bool(found) and found.group(1) == letter.strip().upper()
-
-
-def score_generations(reference: str, generations: list[str], choice: str | None = None) -> dict[str, float]:
+def score_generations(reference: str, generations: list[str]) -> dict[str, float]:
     """`exact_match` of the first generation and, with several, `pass@k` for every k in PASS_AT up to n, all graded
-    exactly as the `correctness` reward grades training completions; with `choice` (a multiple-choice document's
-    letter) by `grade_choice`."""
-    gold = extract_final_answer(reference)
-    verdicts = [grade_choice(text, choice) if choice else answers_match(extract_final_answer(text), gold)
-                for text in generations]
+    by `rewards.builtin.grade`, as the `correctness` reward grades training completions (multiple choice by the
+    letter)."""
+    verdicts = [grade(text, reference) for text in generations]
     scores = {"exact_match": float(verdicts[0])}
     if len(generations) > 1:
         scores |= {f"pass@{k}": pass_at_k(len(verdicts), sum(verdicts), k) for k in PASS_AT if k <= len(verdicts)}
@@ -143,7 +130,8 @@ def evaluate_run(run_dir: Path, tasks: list[str], limit: int | None = None, samp
                  data_dir: Path | str | None = None) -> dict[str, Any]:
     """Score `run_dir/checkpoint` on `tasks` with lm-eval; returns `{task: {metric: value}}` and the per-document
     generations under `samples`, and merges the metrics into `run_dir/eval.json`. Presets read their file from
-    `data_dir` (default: the run's `eval.data_dir`) when it holds one; their metrics keep the preset's name."""
+    `data_dir` (default: the run's `eval.data_dir`) when it holds one and are then named `lph_<preset>` (the
+    harness's prompt and grading: not the hub task's numbers)."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -170,12 +158,10 @@ def evaluate_run(run_dir: Path, tasks: list[str], limit: int | None = None, samp
             raise ValueError(f"task {task} needs --data PATH (a benchmark file: jsonl, json, parquet or csv)")
         documents = write_documents(include / f"{task}.jsonl", load_benchmark(data), prompt, tokenizer)
         render_task(include, task, documents, samples, config.eval.max_new_tokens, until)
-    renamed = {}  # lm-eval task -> the preset it scores
     for task in [t for t in tasks if preset_file(t, data_dir)]:
         documents = write_documents(include / f"lph_{task}.jsonl", load_benchmark(preset_file(task, data_dir)), prompt,
                                     tokenizer)
         render_task(include, f"lph_{task}", documents, samples, config.eval.max_new_tokens, until)
-        renamed[f"lph_{task}"] = task
     tasks = [f"lph_{t}" if preset_file(t, data_dir) else t for t in tasks]
     model: Any
     if backend == "vllm":
@@ -188,10 +174,9 @@ def evaluate_run(run_dir: Path, tasks: list[str], limit: int | None = None, samp
         model = HFLM(pretrained=policy, tokenizer=tokenizer, batch_size=batch_size)
     output = lm_eval.simple_evaluate(model=model, tasks=tasks, limit=limit, log_samples=True,
                                      task_manager=TaskManager(include_path=str(include)))
-    metrics = {renamed.get(task, task): {key.split(",")[0]: value for key, value in values.items()
-                                         if "_stderr" not in key and isinstance(value, (int, float))}
+    metrics = {task: {key.split(",")[0]: value for key, value in values.items()
+                      if "_stderr" not in key and isinstance(value, (int, float))}
                for task, values in output["results"].items()}
-    output["samples"] = {renamed.get(task, task): value for task, value in output.get("samples", {}).items()}
     evaluation_path = run_dir / "eval.json"
     evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.exists() else {}
     evaluation["lm_eval"] = metrics
