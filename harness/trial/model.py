@@ -1,6 +1,9 @@
 """The policy: the project's tiny Qwen2 model with a character tokenizer and a cached supervised warm start, or any
 local Hugging Face model directory (Qwen3's included, e.g. the paper-mini policy of harness.paper_mini), loaded in
-the dtype its checkpoint was saved in (a bf16 checkpoint trains in bf16). Nothing is fetched from the hub.
+float32 whatever dtype its checkpoint was saved in: the optimizer updates float32 master weights and bf16/fp16 only
+autocast the forward passes (`trainer.bf16`/`fp16`, TRL's convention; TRL's own loader defaults to float32 too). AdamW
+on bf16 weights rounds away every update smaller than half the bf16 spacing at w (2^-9 to 2^-8 of |w|): Adam's
+step is about lr, so at lr 1e-6 no weight with |w| >= 2^-11 (4.9e-4) moves. Nothing is fetched from the hub.
 
 The warm start trains on the task's train split (loss on the solution tokens only) so that RL starts from a policy
 that solves some test problems; it is cached under `runs/cache/warm-<hash>/` keyed by the model and task configs.
@@ -198,8 +201,9 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
 
 
 def load_policy(model_config: ModelConfig, task_config: TaskConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFast, Path]:
-    """The policy model (in its checkpoint's dtype), its tokenizer and its directory (a local path, or the cached warm
-    start). `task.prompt.chat` with a tokenizer that has no chat template raises `ValueError` naming the model."""
+    """The policy model (in float32, whatever its checkpoint's dtype: see the module docstring), its tokenizer and its
+    directory (a local path, or the cached warm start). `task.prompt.chat` with a tokenizer that has no chat template
+    raises `ValueError` naming the model."""
     if model_config.path is not None:
         path = Path(model_config.path)
         if not path.is_dir():
@@ -213,8 +217,16 @@ def load_policy(model_config: ModelConfig, task_config: TaskConfig) -> tuple[tor
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return model, tokenizer, path
+
+
+def training_precision(model: torch.nn.Module, bf16: bool, fp16: bool) -> dict[str, str | None]:
+    """The summary's precision fields: `param_dtype`, the dtype(s) of `model`'s parameters (the weights the optimizer
+    updates; comma-joined if several), and `autocast_dtype`, what `bf16`/`fp16` (the trainer's flags) autocast the
+    forward passes to (None: no autocast)."""
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
+    return {"param_dtype": ",".join(dtypes), "autocast_dtype": "bfloat16" if bf16 else "float16" if fp16 else None}
 
 
 def ensure_warm_starts(configs: list[tuple[ModelConfig, TaskConfig]], workers: int = 1) -> list[Path]:
