@@ -14,7 +14,8 @@ summary is written (the trained policy is in `run_dir/checkpoint/`).
 
 The trained policy of a trial sharded across its processes (FSDP, or DeepSpeed ZeRO stage 3: no process holds it
 whole) is gathered into one full state dict at save (every process takes part) and written by the main process as
-an ordinary unsharded checkpoint; the held-out curve during training scores an unsharded copy gathered the same way.
+an ordinary unsharded checkpoint; the held-out curve during training scores unsharded copies gathered the same way
+and broadcast to every process, each scoring its share of the items on its own device.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, broadcast
 from transformers import AutoModelForCausalLM
 from transformers.modeling_utils import set_zero3_state
 from trl.distributed import DistributedBackend
@@ -146,26 +147,28 @@ def is_sharded(accelerator: Accelerator) -> bool:
     return backend.is_fsdp or backend.is_zero3
 
 
-def gathered_policy(trainer: Any) -> torch.nn.Module | None:
-    """A whole, unsharded copy of a sharded trainer's policy on the main process (None on the others): every process
+def gathered_policy(trainer: Any) -> torch.nn.Module:
+    """A whole, unsharded copy of a sharded trainer's policy on every process, on that process's device: every process
     takes part in gathering the full state dict (accelerate's `get_state_dict`, as `Trainer.save_model` does), which
-    the main process loads into a fresh model of the policy's config, dtype and generation config."""
+    the main process receives and loads into a fresh model of the policy's config, dtype and generation config; the
+    others build the same model and receive its weights by broadcast (each then scores its share of the items)."""
     state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-    if not trainer.accelerator.is_main_process:
-        return None
     source = trainer.accelerator.unwrap_model(trainer.model)
     with set_zero3_state():  # built whole here: not partitioned by DeepSpeed's zero.Init across the other processes
         policy = AutoModelForCausalLM.from_config(source.config, dtype=source.dtype)
-    policy.load_state_dict(state)
+    if trainer.accelerator.is_main_process:
+        policy.load_state_dict(state)
+    policy.to(trainer.accelerator.device)
+    broadcast(list(policy.state_dict().values()), from_process=0)  # in place: the tensors are the parameters
     policy.generation_config = source.generation_config
     return policy
 
 
-def load_whole(checkpoint: Path) -> torch.nn.Module:
-    """The policy saved in `checkpoint`, loaded whole by this process alone (under ZeRO-3 transformers would build it
-    inside DeepSpeed's zero.Init, partitioned across processes that are not loading it)."""
+def load_whole(checkpoint: Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The policy saved in `checkpoint`, loaded whole by this process alone onto `device` (under ZeRO-3 transformers
+    would build it inside DeepSpeed's zero.Init, partitioned across processes that are not loading it)."""
     with set_zero3_state():
-        return AutoModelForCausalLM.from_pretrained(checkpoint, local_files_only=True, dtype="auto")
+        return AutoModelForCausalLM.from_pretrained(checkpoint, local_files_only=True, dtype="auto").to(device)
 
 
 def save_policy(trainer: Any, checkpoint: Path) -> None:

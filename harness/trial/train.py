@@ -4,10 +4,11 @@ Reads a run config, loads the task and the (warm-started) policy, trains with TR
 estimator and reward mix, scores the final checkpoint on the test split and writes the run directory:
 `config.yaml` (resolved), `metrics.jsonl` (one line per step), `checkpoint/`, `eval.json` and `summary.json`.
 
-Under `accelerate launch --num_processes N` every process trains on its share of each batch; only the main process
-writes the run directory and scores the checkpoint (summary.json records `processes`, and `sharded` when an FSDP or
-ZeRO-3 accelerate config shards the policy: the main process then scores an unsharded copy gathered from every
-process, for the held-out curve, and the gathered checkpoint loaded afresh, for eval.json).
+Under `accelerate launch --num_processes N` every process trains on its share of each batch and scores its share of
+the held-out items on its own device (harness.trial.scoring.process_shard); only the main process writes the run
+directory (summary.json records `processes`, and `sharded` when an FSDP or ZeRO-3 accelerate config shards the
+policy: every process then scores a whole copy gathered from all of them, for the held-out curve, and the gathered
+checkpoint loaded afresh, for eval.json).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from harness.config import ConfigError, PromptConfig, RunConfig, load_run_config
 from harness.lock import provenance
 from harness.trial.checkpoints import (check_sharding, checkpoint_arguments, gathered_policy, is_sharded, load_whole,
                                        prepare_run_dir, remove_checkpoints, save_policy)
-from harness.trial.model import WARM_START_MARKER, load_policy, training_precision
-from harness.trial.scoring import mean_outcomes, score_items
+from harness.trial.model import WARM_START_MARKER, load_policy
+from harness.trial.scoring import ALONE, Shard, mean_outcomes, process_shard, score_items
 from harness.tasks import TaskSplits, load_task, render_prompts
 from harness.trial.trl_hooks import EstimatorGRPOTrainer
 from rewards.semantic import EmbeddingTableEncoder
@@ -152,8 +153,8 @@ class HeldOutCurve(TrainerCallback):
     """The primary held-out metric (`eval.metric`: sampled pass@1, or greedy accuracy without samples) on a fixed
     subset of the test split before training and every `every_steps` steps, one line `{"step", "metric",
     "accuracy", "n"}` each in eval_curve.jsonl (the sample-efficiency curve of the report). An item's samples use
-    the same seeded streams at every step. The main process scores; when `trainer` shards the policy, every
-    process first takes part in gathering an unsharded copy of it (harness.trial.checkpoints.gathered_policy)."""
+    the same seeded streams at every step. Every process scores its share of the items; when `trainer` shards the
+    policy, each first takes part in gathering a whole copy of it (harness.trial.checkpoints.gathered_policy)."""
 
     def __init__(self, path: Path, records: list[dict[str, str]], tokenizer: Any, mix: rewards.RewardMix,
                  run: RunConfig, trainer: GRPOTrainer) -> None:
@@ -172,19 +173,18 @@ class HeldOutCurve(TrainerCallback):
             self._score(model, state.global_step, state)
 
     def _score(self, model: Any, step: int, state: TrainerState) -> None:
-        """Score on the main process alone (`model` itself when every process holds the whole policy, else the
-        gathered copy); the others wait for it."""
+        """Score on every process, each its share of the items (`model` itself when every process holds the whole
+        policy, else the gathered copy); the main process writes the line."""
         if is_sharded(self.trainer.accelerator):
             model = gathered_policy(self.trainer)
+        was_training = model.training
+        metric = self.config.metric
+        items, _ = score_items(model, self.tokenizer, self.records, self.mix, self.config, self.seed,
+                               greedy=metric == "greedy", prompt=self.prompt, shard=process_shard())
+        model.train(was_training)
         if state.is_world_process_zero:
-            was_training = model.training
-            metric = self.config.metric
-            items, _ = score_items(model, self.tokenizer, self.records, self.mix, self.config, self.seed,
-                                   greedy=metric == "greedy", prompt=self.prompt)
-            model.train(was_training)
             append_jsonl(self.path, {"step": step, "metric": metric, "accuracy": mean_outcomes(items)[metric],
                                      "n": len(items)})
-        PartialState().wait_for_everyone()
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
@@ -259,11 +259,13 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
     save_checkpoint(trainer, tokenizer, model_dir, out_dir / "checkpoint")
-    if not state.is_main_process:  # the main process scores the checkpoint and writes the summary
+    if sharded:  # every process scores the gathered checkpoint, once the main process has written it
+        state.wait_for_everyone()
+    policy = load_whole(out_dir / "checkpoint", state.device) if sharded else trainer.model
+    evaluation = score_held_out(policy, tokenizer, splits.test, mix, config, out_dir, process_shard())
+    if not state.is_main_process:  # the main process writes the summary
         state.wait_for_everyone()
         return json.loads((out_dir / "summary.json").read_text())
-    policy = load_whole(out_dir / "checkpoint") if sharded else trainer.model  # sharded: the gathered checkpoint
-    evaluation = score_held_out(policy, tokenizer, splits.test, mix, config, out_dir)
     if config.eval.lm_eval:
         from harness.trial.evaluate import evaluate_run
 
@@ -271,8 +273,7 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
         evaluation |= lm_eval_summary(scored)
     summary = write_summary(out_dir, config, evaluation, mix, model_dir, started,
                             final=final_metrics(out_dir / "metrics.jsonl"), train_seconds=train_seconds,
-                            processes=state.num_processes, sharded=sharded,
-                            **training_precision(trainer.model, trainer.args.bf16, trainer.args.fp16))
+                            processes=state.num_processes, sharded=sharded)
     remove_checkpoints(out_dir)  # only an unfinished trial resumes; the trained policy is in checkpoint/
     state.wait_for_everyone()
     return summary
@@ -290,17 +291,19 @@ def score_warm_start(config: RunConfig, out_dir: Path) -> dict[str, Any]:
 
 
 def score_held_out(model: Any, tokenizer: Any, test: list[dict[str, str]], mix: rewards.RewardMix,
-                   config: RunConfig, out_dir: Path) -> dict[str, Any]:
+                   config: RunConfig, out_dir: Path, shard: Shard = ALONE) -> dict[str, Any]:
     """Scoring of the first `eval.n_examples` test items (harness.trial.scoring.score_items, seeded by the trial
-    seed): eval_items.jsonl (one line per item) and eval.json (the mean of every per-item outcome, `metric` = the
-    primary one and `accuracy` = its mean, n, the first completions); returns eval.json's content."""
+    seed; under `shard` this process decodes its share): eval_items.jsonl (one line per item) and eval.json (the
+    mean of every per-item outcome, `metric` = the primary one and `accuracy` = its mean, n, the first completions),
+    written by the shard of index 0; returns eval.json's content."""
     items, completions = score_items(model, tokenizer, test[: config.eval.n_examples], mix, config.eval, config.seed,
-                                     prompt=config.task.prompt)
-    (out_dir / "eval_items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+                                     prompt=config.task.prompt, shard=shard)
     means = mean_outcomes(items)
     evaluation = {"metric": config.eval.metric, "accuracy": means.get(config.eval.metric, 0.0), **means,
                   "n": len(items), "examples": completions[:5]}
-    (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
+    if shard.index == 0:
+        (out_dir / "eval_items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+        (out_dir / "eval.json").write_text(json.dumps(evaluation, indent=2))
     return evaluation
 
 
