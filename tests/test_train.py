@@ -58,7 +58,30 @@ def test_injected_estimator_replaces_trls_advantages(tmp_path):
     groups = output["advantages"].view(-1, trainer.num_generations)
     torch.testing.assert_close(groups.sum(dim=1), torch.zeros(groups.shape[0]), atol=1e-5, rtol=0)
     assert not torch.allclose(output["advantages"], trainer.last_trl_advantages)
-    assert "old_per_token_logps" in output  # the extra no-grad pass stored the sampling log-probs
+
+
+MECHANISM_KEYS = ("mechanism/cosine", "mechanism/scale_ratio_cv")
+
+
+def test_arms_differ_only_in_the_advantages(tmp_path):
+    """group_mean and attenuated_pairwise on the same rollouts (same seed, same policy): every input of TRL's loss
+    but `advantages` is identical, so the importance ratio and clipping are TRL's for both (the attenuation's
+    log-probs never reach TRL's output); the mechanism metrics are group_mean's own for group_mean."""
+    outputs, metrics = {}, {}
+    for name in ("group_mean", "attenuated_pairwise"):
+        trainer = make_trainer(tmp_path / name, name, **{"rewards.semantic_density": 1.0})
+        trainer.model.train()
+        outputs[name] = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+        metrics[name] = {key: trainer._metrics["train"][key] for key in MECHANISM_KEYS}
+    plain, attenuated = outputs["group_mean"], outputs["attenuated_pairwise"]
+    assert sorted(plain) == sorted(attenuated)
+    for key in sorted(set(plain) - {"advantages"}):
+        assert (torch.equal(plain[key], attenuated[key]) if torch.is_tensor(plain[key])
+                else plain[key] == attenuated[key]), key
+    assert not torch.equal(plain["advantages"], attenuated["advantages"])
+    assert metrics["group_mean"] == {"mechanism/cosine": [pytest.approx(1.0, abs=1e-9)],
+                                     "mechanism/scale_ratio_cv": [pytest.approx(0.0, abs=1e-9)]}
+    assert -1.0 <= metrics["attenuated_pairwise"]["mechanism/cosine"][0] <= 1.0
 
 
 @pytest.mark.parametrize("name", ["group_mean", "rloo", "pairwise_sum", "attenuated_pairwise", "lambdarank"])
@@ -69,7 +92,7 @@ def test_every_estimator_family_runs_a_full_trial(tmp_path, name):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, config.trainer["max_steps"] + 1))
     for key in ["reward", "accuracy", "advantage/abs_mean", "advantage/zero_group_frac", "loss", "entropy",
-                "completions/mean_length", "rewards/correctness/mean"]:
+                "completions/mean_length", "rewards/correctness/mean", *MECHANISM_KEYS]:
         assert all(key in r for r in rows), key
     timing = [json.loads(line) for line in (run / "timing.jsonl").read_text().splitlines()]
     assert [t["step"] for t in timing] == [r["step"] for r in rows]

@@ -21,11 +21,13 @@ process."""
 
 
 class BatchAdvantages(NamedTuple):
-    """`local`: this process's advantages, shape [n]; `advantages` and `mask`: the whole batch's, shape [B, G]."""
+    """`local`: this process's advantages, shape [n]; `advantages`, `mask` and the `rewards` they were computed from:
+    the whole batch's, shape [B, G]."""
 
     local: torch.Tensor
     advantages: torch.Tensor
     mask: torch.Tensor
+    rewards: torch.Tensor
 
 
 def process_advantages(estimator: Estimator, rewards: torch.Tensor, mask: torch.Tensor, *, group: int,
@@ -45,4 +47,5 @@ def process_advantages(estimator: Estimator, rewards: torch.Tensor, mask: torch.
     batch["mask"] = batch["mask"] > 0.5
     advantages = estimator(**batch)
     advantages = gather(advantages.flatten())[: advantages.numel()].view_as(advantages)  # process 0's
-    return BatchAdvantages(advantages.flatten()[process_index * n:(process_index + 1) * n], advantages, batch["mask"])
+    return BatchAdvantages(advantages.flatten()[process_index * n:(process_index + 1) * n], advantages, batch["mask"],
+                           batch["rewards"])

