@@ -11,7 +11,8 @@ import torch
 import yaml
 
 import estimators
-from harness.diagnostics.diagnose import gradient_statistics
+from harness.diagnostics.diagnose import (AscentConfig, DiagnosticsSpec, gradient_statistics,
+                                         run_diagnostics)
 from harness.diagnostics.testbed import make_testbed, starting_point
 from tests.conftest import ROOT
 
@@ -84,3 +85,19 @@ def test_cli_writes_tables_and_report(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "harness.diagnostics", str(path)], cwd=ROOT, capture_output=True,
                             text=True)
     assert failed.returncode != 0 and "unknown estimator 'nope'" in failed.stderr
+
+
+def test_every_registered_estimator_has_a_testbed_row():
+    """sweeps/diagnostics.yaml measures every registered estimator (the field's too: ReMax's greedy reward is the
+    reward of the policy's mode, GDPO's one component the testbed's reward, OTB's completions one token each), and
+    each gives finite statistics on a tiny testbed."""
+    spec = DiagnosticsSpec.model_validate(yaml.safe_load((ROOT / "sweeps" / "diagnostics.yaml").read_text()))
+    assert {params.get("name", label) for label, params in spec.estimators.items()} == set(estimators.available())
+    tiny = spec.model_copy(update={"prompts": 3, "candidates": 4, "policies": ["linear"], "rewards": ["graded"],
+                                   "group_sizes": [2], "samples": 20, "bias_starts": ["uniform"],
+                                   "ascent": AscentConfig(group_size=3, steps=2, repeats=2, starts=["uniform"]),
+                                   "estimators": {name: {} for name in ["remax", "gdpo", "maxrl", "otb"]}})
+    stats, ascent = run_diagnostics(tiny)
+    assert list(stats["estimator"]) == ["remax", "gdpo", "maxrl", "otb"]
+    assert stats[["cosine", "relative_norm_error", "snr"]].notna().all().all()
+    assert ascent["expected_reward"].notna().all()

@@ -35,7 +35,7 @@ PER_RANK = (8, 6)
 """Completions per process: 8 = two whole groups each; 6 = the second of three groups split 2 + 2 across them."""
 CONFIGURED = [("group_mean", {"scale": "batch"}), ("pairwise_sum", {"scale": "batch"}), ("rloo", {"scale": "group"})]
 """Estimators with a non-default configuration (batch-level scaling) next to every estimator's defaults."""
-CASES = [(name, {}) for name in estimators.available()] + CONFIGURED
+CASES = [(name, {}) for name in estimators.available() if not estimators.get(name).extra_inputs] + CONFIGURED
 RNG_SEED = 1000
 """Torch seed before each estimator call: process p uses RNG_SEED + p, the one-process reference RNG_SEED."""
 

@@ -10,7 +10,8 @@ from trl.trainer.utils import nanstd
 
 import estimators
 
-ALL = estimators.available()
+ALL = [name for name in estimators.available() if not estimators.get(name).extra_inputs]
+"""The estimators of rewards, log-probs and lengths alone (those reading more: tests/test_estimators_field.py)."""
 DETERMINISTIC = [name for name in ALL if name != "shuffled"]  # shuffled draws a random permutation per call
 ANTISYMMETRIC = ["group_mean", "rloo", "pairwise_sum", "attenuated_pairwise", "lambdarank", "shuffled"]
 

@@ -60,18 +60,39 @@ class Testbed:
         pi = pi.expand(samples, p, k)
         draws = torch.multinomial(pi.reshape(-1, k), group, replacement=True, generator=generator)
         draws = draws.view(samples, p, group)
-        rewards = torch.gather(self.rewards.expand(samples, p, k), -1, draws).view(-1, group)
-        log_pi = torch.gather(torch.log(pi), -1, draws).view(-1, group)
-        lengths = torch.gather(self.lengths.expand(samples, p, k), -1, draws).view(-1, group)
-        inputs = [t.view(samples, p, group) for t in (rewards, log_pi, lengths)]
-        # a candidate's log-prob is its sequence's; a batch-dependent estimator (whitening, batch coefficients) sees
-        # one estimate's P groups as its batch, as a trainer would
-        batches = zip(*inputs) if estimator.batch_dependent else [tuple(t.reshape(-1, group) for t in inputs)]
-        advantages = torch.cat([estimator(r, seq_logprobs=s, lengths=n) for r, s, n in batches])
-        advantages = advantages.view(samples, p, group)
+        inputs = self.group_inputs(pi, draws, estimator)
+        # a batch-dependent estimator (whitening, batch coefficients) sees one estimate's P groups as its batch, as a
+        # trainer would
+        calls = ([{key: value[s] for key, value in inputs.items()} for s in range(samples)]
+                 if estimator.batch_dependent else [{key: value.flatten(0, 1) for key, value in inputs.items()}])
+        mix = {"weights": pi.new_ones(1)} if estimator.needs_components else {}
+        advantages = torch.cat([estimator(**call, **mix) for call in calls])
+        advantages = advantages.view(samples, p, group)  # a token-level estimator's [.., G, 1]: its one token
         weights = torch.zeros(samples, p, k, dtype=pi.dtype).scatter_add_(-1, draws, advantages)
         logit_grad = (weights - advantages.sum(-1, keepdim=True) * pi) / (p * group)
         return self.to_parameter_space(logit_grad)
+
+    def group_inputs(self, pi: torch.Tensor, draws: torch.Tensor, estimator: Estimator) -> dict[str, torch.Tensor]:
+        """What `estimator` reads about the drawn candidates `draws` [S, P, G] under the policies `pi` [S, P, K], each
+        [S, P, G] ([S, P, G, 1] per token, [S, P] per prompt): rewards, the candidate's log-prob as its sequence's and
+        its length; `greedy_rewards`: the reward of the policy's mode, the greedy completion of a one-decision policy;
+        `components`: the testbed's one reward (weight 1); token-level: each candidate is one token, its log-prob and
+        sum_k pi_k^2 from the exact distribution."""
+        samples, p, group = draws.shape
+        rewards = torch.gather(self.rewards.expand(samples, p, -1), -1, draws)
+        log_pi = torch.gather(torch.log(pi), -1, draws)
+        inputs = {"rewards": rewards, "seq_logprobs": log_pi,
+                  "lengths": torch.gather(self.lengths.expand(samples, p, -1), -1, draws)}
+        if estimator.needs_greedy_rewards:
+            inputs["greedy_rewards"] = torch.gather(self.rewards.expand(samples, p, -1), -1,
+                                                    pi.argmax(-1, keepdim=True)).squeeze(-1)
+        if estimator.needs_components:
+            inputs["components"] = rewards.unsqueeze(-1)
+        if estimator.token_level:
+            sum_pi_squared = pi.pow(2).sum(-1, keepdim=True).expand(samples, p, group)
+            inputs |= {"token_logprobs": log_pi.unsqueeze(-1), "sum_pi_squared": sum_pi_squared.unsqueeze(-1),
+                       "mask": torch.ones_like(rewards, dtype=torch.bool).unsqueeze(-1)}
+        return inputs
 
 
 def make_testbed(prompts: int, candidates: int, rewards: str, policy: str, features: int,
