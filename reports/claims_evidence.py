@@ -285,13 +285,13 @@ def newcombe(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
 
 
 def critic_free() -> tuple[bool, str]:
-    """C7 checked in code: every registered estimator's inputs are the group's rewards, the sampling policy's
-    sequence log-probs, lengths and the mask (its other parameters are keyword-only settings), and the trainer's
-    model arguments hold no value model."""
+    """C7 checked in code: every registered estimator's inputs are among `estimators.INPUTS` (rewards, a greedy
+    completion's reward, the mix's components and weights, the sampling policy's log-probs, sum_v pi_v^2, lengths and
+    the mask; its other parameters are keyword-only settings), and the trainer's model arguments hold no value model."""
     import estimators
     from estimators import _REGISTRY
 
-    inputs = {"rewards", "seq_logprobs", "lengths", "mask"}
+    inputs = set(estimators.INPUTS)
     odd = []
     for name in estimators.available():
         positional = [p.name for p in inspect.signature(_REGISTRY.function(name)).parameters.values()
@@ -299,6 +299,7 @@ def critic_free() -> tuple[bool, str]:
         if not set(positional) <= inputs:
             odd.append(f"{name}{tuple(positional)}")
     if odd:
-        return False, "estimators with inputs other than rewards, log-probs, lengths and mask: " + ", ".join(odd)
-    return True, (f"all {len(estimators.available())} registered estimators take only (rewards, seq_logprobs, "
-                  "lengths, mask) and keyword-only settings: no value estimate enters any advantage")
+        return False, f"estimators with inputs other than ({', '.join(estimators.INPUTS)}): " + ", ".join(odd)
+    return True, (f"all {len(estimators.available())} registered estimators take only ({', '.join(estimators.INPUTS)})"
+                  " and keyword-only settings: rewards and the sampling policy's statistics, no value estimate enters"
+                  " any advantage")
