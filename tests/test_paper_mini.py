@@ -237,6 +237,7 @@ def test_a_bf16_trial_finishes_on_the_cpu(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == config.trainer["max_steps"] and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     assert "accuracy" in summary["eval"]
+    assert (summary["param_dtype"], summary["autocast_dtype"]) == ("float32", "bfloat16")  # fp32 master weights
 
 
 # --- 5. the paper in miniature ---------------------------------------------------------------------------------------
