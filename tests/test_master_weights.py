@@ -35,7 +35,7 @@ def test_a_bf16_checkpoint_trains_float32_master_weights(tmp_path: Path):
 
     trial = smoke_config(**dense, **{"model.path": str(checkpoint), "trainer.learning_rate": LEARNING_RATE})
     summary = run_trial(trial, tmp_path / "run")
-    assert (summary["param_dtype"], summary["autocast_dtype"]) == ("float32", None)
+    assert summary["param_dtype"] == "float32"  # autocast_dtype: the device's (None here, bfloat16 on a CUDA GPU)
 
     def weights(path: Path) -> torch.Tensor:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)

@@ -47,7 +47,7 @@ def test_injected_group_mean_equals_trls_own_advantages(tmp_path):
     output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
     assert trainer.last_trl_advantages is not None
     torch.testing.assert_close(output["advantages"], trainer.last_trl_advantages)
-    assert "old_per_token_logps" not in output  # group_mean reads no log-probs: no extra forward pass
+    assert "old_per_token_logps" not in output  # TRL's importance ratio is exactly 1 (steps aligned, no vLLM)
 
 
 def test_injected_estimator_replaces_trls_advantages(tmp_path):
