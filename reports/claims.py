@@ -1,20 +1,18 @@
 """The claims report: `lph claims RUN_DIR [RUN_DIR ...] [--out DIR] [--spec FILE]`.
 
 For every claim of the claims specification (reports/claims.yaml) it collects the evidence rows from the run
-directories given (sweeps and `lph diagnose` outputs), adjusts their p-values with Holm's method over the claim's
-rows, gives each row the report's verdict and whether the paper's prediction holds on it, and concludes:
+directories given (sweeps and `lph diagnose` outputs), judges them as one family with the decision rule of
+reports/decision.py (one family-level interval per row, from which every verdict and whether the paper's
+prediction holds, fails or is undecided are read) and concludes: supported, refuted, mixed, partly supported,
+partly refuted, not detectable (reports.decision.conclusion_of), not tested here (no run given bears on the claim:
+the sweep that would test it is named) or by construction (a claim true by construction; its code check, if any,
+passed). The summary names the undecided rows with what they would need (MDE80, seeds to detect); next to
+estimator comparisons it reports the mechanism check (the candidate's advantages against the baseline estimator's
+on the same rollouts, metrics.jsonl `mechanism/*`).
 
-  supported        every row holds
-  refuted          some row fails (worse, or equivalent where a gain is predicted) and none holds
-  mixed            rows hold in some places (task families, settings) and fail or are not detectable in others,
-                   each named
-  not detectable   no row is decisive at this power (the MDE80 range and the seeds that would detect the observed
-                   differences are given)
-  not tested here  no run given bears on the claim (the sweep that would test it is named)
-  by construction  a claim true by construction (its code check, if any, passed)
-
-Writes DIR/claims.json (`{"claims": [{"id", "text", "source", "conclusion", "summary", "evidence": [rows]}]}`),
-claims.md and a self-contained claims.html with a figure per claim (DIR default runs/claims).
+Writes DIR/claims.json (`{"claims": [{"id", "text", "source", "conclusion", "headline", "summary", "evidence":
+[rows]}]}`), claims.md and a self-contained claims.html (per claim: one line, a compact table, the figure; the long
+text in a detail section) (DIR default runs/claims).
 """
 
 from __future__ import annotations
@@ -32,35 +30,23 @@ from reports.claims_evidence import Source, evidence_rows, item_values, load_sou
 from reports.claims_figures import claim_figure, length_figure, length_table
 from reports.claims_spec import Claim, ClaimsSpec, ClaimsSpecError, load_claims
 from reports.render import Section, render_html, render_markdown
-from reports.stats import MAX_SEEDS, holm, verdict
+from reports.decision import OUTCOMES, conclusion_of, judge
+from reports.stats import MAX_SEEDS
 from reports.tables import format_frame
 
-CONCLUSIONS = ("supported", "refuted", "mixed", "not detectable", "not tested here", "by construction")
-HOLDS = {"better": {"better"}, "not_worse": {"better", "equivalent"}, "differs": {"higher", "lower"}}
-FAILS = {"better": {"worse", "equivalent"}, "not_worse": {"worse"}, "differs": {"equivalent"}}
 ROW_FIELDS = ["evidence", "metric", "sweep", "task", "scope", "candidate", "baseline", "n_seeds", "n_items",
-              "candidate_mean", "baseline_mean", "diff", "ci_low", "ci_high", "p_value", "p_holm", "mde80",
-              "seeds_to_detect", "verdict", "predict", "outcome", "margin", "scale", "noise", "run_dir"]
+              "candidate_mean", "baseline_mean", "diff", "ci_low", "ci_high", "ci95_low", "ci95_high", "family_size",
+              "p_value", "p_adjusted", "mde80", "seeds_to_detect", "verdict", "predict", "outcome", "margin",
+              "margin_reason", "rl_gain", "mechanism_cosine", "mechanism_scale_cv", "scale", "noise", "run_dir"]
 TABLE_COLUMNS = ["evidence", "sweep", "scope", "n_seeds", "n_items", "candidate_mean", "baseline_mean", "diff", "ci",
-                 "p_holm", "mde80", "seeds_to_detect", "verdict", "outcome"]
+                 "margin", "p_adjusted", "mde80", "seeds_to_detect", "verdict", "outcome"]
+MECHANISM_RESCALING = 0.99  # mean cosine with the baseline's advantages above which an arm is a rescaling of it
 
 
 def judge_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The claim's rows with `p_holm` (Holm over the claim's rows), `verdict` and `outcome` (holds, fails, not
-    detectable)."""
-    frame = pd.DataFrame(rows)
-    frame["p_holm"] = holm(frame["p_value"].to_numpy(dtype=float))
-    verdicts, outcomes = [], []
-    for row in frame.itertuples():
-        oriented = row.higher_is_better if row.higher_is_better is not None else True
-        found = "inconclusive" if pd.isna(row.ci_low) or pd.isna(row.p_holm) else \
-            verdict(row.ci_low, row.ci_high, row.p_holm, None if pd.isna(row.margin) else row.margin, oriented)
-        if row.higher_is_better is None:
-            found = {"better": "higher", "worse": "lower"}.get(found, found)
-        verdicts.append(found)
-        outcomes.append("holds" if found in HOLDS[row.predict] else
-                        "fails" if found in FAILS[row.predict] else "not detectable")
-    return frame.assign(verdict=verdicts, outcome=outcomes)
+    """The claim's rows judged as one family by reports.decision.judge: family-level interval, `p_adjusted`,
+    `verdict` and `outcome` (holds, fails, undecided)."""
+    return judge(pd.DataFrame(rows))
 
 
 def place(row: pd.Series) -> str:
@@ -68,37 +54,90 @@ def place(row: pd.Series) -> str:
     return f"{row['sweep']}: {row['scope']} ({row['evidence']})"
 
 
-def power(rows: pd.DataFrame) -> str:
-    """MDE80 range and the seeds that would detect the observed differences."""
-    mde = rows["mde80"].dropna()
-    text = f"MDE80 {mde.min():.3g}-{mde.max():.3g}" if len(mde) > 1 and mde.min() < mde.max() else (
-        f"MDE80 {mde.iloc[0]:.3g}" if len(mde) else "too few replicates to estimate the noise")
-    seeds = ["?" if pd.isna(s) and pd.isna(m) else f">{MAX_SEEDS}" if pd.isna(s) else str(int(s))
-             for s, m in zip(rows["seeds_to_detect"], rows["mde80"])]
-    counted = [s for s in seeds if s != "?"]
-    return text + (f"; seeds to detect the observed differences: {', '.join(counted)}" if counted else "")
+def numbers(row: pd.Series) -> str:
+    """`-0.001 [-0.004, +0.003]` (the family-level interval)."""
+    if pd.isna(row["ci_low"]):
+        return f"{row['diff']:+.3f}"
+    return f"{row['diff']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
 
 
-def conclude(rows: pd.DataFrame) -> tuple[str, str]:
-    """(conclusion, summary sentence) of judged rows (see the module docstring)."""
-    holds, fails, unclear = (rows[rows["outcome"] == o] for o in ("holds", "fails", "not detectable"))
+def margin_text(row: pd.Series) -> str:
+    """`margin 0.02 = 16% of the RL gain +0.128` (the share only for rows with the sweep's RL gain)."""
+    if pd.isna(row.get("margin")):
+        return "no margin"
+    text = f"margin {row['margin']:g}"
+    gain = row.get("rl_gain")
+    if gain is not None and not pd.isna(gain) and gain > 0:
+        text += f" = {row['margin'] / gain:.0%} of the RL gain {gain:+.3f}"
+    return text
+
+
+def seeds_text(row: pd.Series) -> str:
+    """What an undecided row would need: its MDE80 and the seeds (same items) that would detect its difference."""
+    if pd.isna(row["mde80"]):
+        return "too few replicates to estimate the noise"
+    seeds = row["seeds_to_detect"]
+    need = "" if row["diff"] == 0 else (f", >{MAX_SEEDS} seeds to detect {row['diff']:+.3f}" if pd.isna(seeds)
+                                        else f", about {int(seeds)} seeds to detect {row['diff']:+.3f}")
+    return f"MDE80 {row['mde80']:.3g} with {int(row['n_seeds'])} seeds{need}"
+
+
+def headline(conclusion: str, rows: pd.DataFrame) -> str:
+    """One line: the conclusion, the counts of rows that hold / fail / are undecided, and the decisive numbers (the
+    deciding rows' differences with their family-level intervals, at most three)."""
+    counts = {o: int((rows["outcome"] == o).sum()) for o in OUTCOMES}
+    line = (f"**{conclusion}**: {counts['holds']} of {len(rows)} rows hold, {counts['fails']} fail, "
+            f"{counts['undecided']} undecided")
+    decided = rows[rows["outcome"] != "undecided"]
+    shown = [f"{r['task']} {r['verdict']} {numbers(r)}" for _, r in decided.head(3).iterrows()]
+    more = f" and {len(decided) - 3} more" if len(decided) > 3 else ""
+    return line + (f" ({'; '.join(shown)}{more})" if shown else "") + "."
+
+
+def details(rows: pd.DataFrame) -> str:
+    """The long summary: every row by outcome, each with its verdict, numbers and margin; undecided rows with what
+    they would need."""
     parts = []
-    if len(holds):
-        parts.append("holds on " + "; ".join(place(r) for _, r in holds.iterrows()))
-    if len(fails):
-        parts.append("fails on " + "; ".join(f"{place(r)}: {r['verdict']}" for _, r in fails.iterrows()))
-    if len(unclear):
-        parts.append("not detectable on " + "; ".join(place(r) for _, r in unclear.iterrows())
-                     + f" ({power(unclear)})")
-    if len(holds) and not len(fails) and not len(unclear):
-        conclusion = "supported"
-    elif len(fails) and not len(holds):
-        conclusion = "refuted"
-    elif len(holds):
-        conclusion = "mixed"
-    else:
-        conclusion = "not detectable"
-    return conclusion, ". ".join(p[0].upper() + p[1:] for p in parts) + "."
+    for found, label in (("holds", "Holds on"), ("fails", "Fails on")):
+        chosen = rows[rows["outcome"] == found]
+        if len(chosen):
+            parts.append(f"{label} " + "; ".join(f"{place(r)}: {r['verdict']}, {numbers(r)}, {margin_text(r)}"
+                                                 for _, r in chosen.iterrows()))
+    undecided = rows[rows["outcome"] == "undecided"]
+    if len(undecided):
+        parts.append("Undecided on " + "; ".join(f"{place(r)}: {numbers(r)} ({seeds_text(r)})"
+                                                 for _, r in undecided.iterrows()))
+    return ". ".join(parts) + "."
+
+
+def mechanism(rows: pd.DataFrame) -> str:
+    """What the mechanism check says about the estimator comparisons among `rows`: the mean cosine between the
+    candidate's advantages and the baseline estimator's on the same rollouts (metrics.jsonl `mechanism/cosine`),
+    and whether the candidate acts as a per-batch rescaling of the baseline (cosine >= MECHANISM_RESCALING), which
+    Adam's normalisation makes the same algorithm."""
+    if "mechanism_cosine" not in rows:
+        return ""
+    measured = rows.dropna(subset=["mechanism_cosine"]).drop_duplicates(["sweep", "task", "candidate"])
+    if measured.empty:
+        return ""
+    cosine = measured["mechanism_cosine"]
+    spread = measured["mechanism_scale_cv"].dropna()
+    text = (f"Mechanism: on the same rollouts the candidate's advantages agree with the baseline estimator's to "
+            f"cosine {cosine.min():.4f}-{cosine.max():.4f}" if len(cosine) > 1 and cosine.min() < cosine.max()
+            else f"Mechanism: on the same rollouts the candidate's advantages agree with the baseline estimator's to "
+                 f"cosine {cosine.iloc[0]:.4f}")
+    if len(spread):
+        text += f" (per-group scale ratios vary by a coefficient of variation up to {spread.max():.3f})"
+    if cosine.min() >= MECHANISM_RESCALING:
+        return text + ": here the attenuation acts as a rescaling of the group-mean advantage, which Adam's " \
+                      "per-parameter normalisation largely removes, so equal held-out results are what to expect."
+    return text + ": the candidate changes the direction of the advantages, not only their scale."
+
+
+def conclude(rows: pd.DataFrame) -> tuple[str, str, str]:
+    """(conclusion, one-line headline, long summary) of judged rows (reports.decision.conclusion_of)."""
+    found = conclusion_of(rows["outcome"])
+    return found, headline(found, rows), " ".join(filter(None, [details(rows), mechanism(rows)]))
 
 
 def by_construction(claim: Claim) -> dict[str, Any]:
@@ -111,7 +150,8 @@ def by_construction(claim: Claim) -> dict[str, Any]:
         summary += f" Checked in code ({claim.check}): {fact}."
         if not ok:
             conclusion = "refuted"
-    return {"conclusion": conclusion, "summary": summary, "evidence": [], "untested": []}
+    return {"conclusion": conclusion, "headline": f"**{conclusion}**.", "summary": summary, "evidence": [],
+            "untested": []}
 
 
 def judge_claim(claim: Claim, sources: list[Source]) -> dict[str, Any]:
@@ -132,16 +172,18 @@ def judge_claim(claim: Claim, sources: list[Source]) -> dict[str, Any]:
     if not rows:
         why = f" ({'; '.join(notes)})" if notes else ""
         return head | {"conclusion": "not tested here", "untested": untested, "evidence": [],
+                       "headline": f"**not tested here**: {claim.tested_by or 'a sweep of its arms'} would test it.",
                        "summary": f"No run given bears on it{why}; {claim.tested_by or 'a sweep of its arms'} "
                                   "would test it."}
     judged = judge_rows(rows)
-    conclusion, summary = conclude(judged)
+    conclusion, line, summary = conclude(judged)
     if untested:
         summary += (f" Not tested here: {'; '.join(untested)}"
                     + (f" ({'; '.join(notes)})" if notes else "") + f"; {claim.tested_by} would test it.")
     evidence = [{field: whole(field, plain(row[field])) for field in ROW_FIELDS if field in judged}
                 for _, row in judged.iterrows()]
-    return head | {"conclusion": conclusion, "summary": summary, "untested": untested, "evidence": evidence}
+    return head | {"conclusion": conclusion, "headline": line, "summary": summary, "untested": untested,
+                   "evidence": evidence}
 
 
 def whole(field: str, value: Any) -> Any:
@@ -157,28 +199,44 @@ def evaluate(spec: ClaimsSpec, sources: list[Source]) -> dict[str, Any]:
 
 
 def summary_table(result: dict[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame([{"id": c["id"], "claim": c["text"], "conclusion": c["conclusion"],
-                          "evidence rows": len(c["evidence"])} for c in result["claims"]])
+    """One line per claim: id, conclusion and its headline."""
+    return pd.DataFrame([{"id": c["id"], "conclusion": c["conclusion"], "in one line": c["headline"].split(": ", 1)[-1]}
+                         for c in result["claims"]])
+
+
+def compact_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows grouped by comparison (evidence label), cells (sweep | task | settings) as columns, each entry the
+    difference and the outcome: `+0.005 fails`."""
+    sweeps = rows["sweep"].nunique() > 1
+    cells = [f"{r['sweep']}: {r['scope']}" if sweeps else r["scope"] for _, r in rows.iterrows()]
+    entries = [f"{r['diff']:+.3f}\N{NO-BREAK SPACE}{r['outcome']}" if pd.notna(r["diff"]) else r["outcome"]
+               for _, r in rows.iterrows()]
+    frame = pd.DataFrame({"comparison": rows["evidence"], "cell": cells, "entry": entries})
+    table = frame.pivot_table(index="comparison", columns="cell", values="entry", aggfunc="first", sort=False)
+    return table.fillna("").reset_index().rename_axis(columns=None)
 
 
 def claim_sections(result: dict[str, Any], sources: list[Source], out_dir: Path,
-                   figures: bool = True) -> list[Section]:
-    """One section per claim: the claim, its source, the conclusion and summary, the evidence table and figures."""
-    sections = []
+                   figures: bool = True) -> tuple[list[Section], list[Section]]:
+    """Per claim a short section (the claim, its one-line conclusion, the compact table, the figure) and a detail
+    section (the long summary and every row's statistics)."""
+    short, detail = [], []
     for claim in result["claims"]:
         section = Section(f"{claim['id']}: {claim['conclusion']}", [
-            f"**Claim.** {claim['text']} (source: {claim['source']})",
-            f"**Conclusion: {claim['conclusion']}.** {claim['summary']}"])
+            f"**Claim.** {claim['text']} (source: {claim['source']})", claim["headline"]])
+        more = Section(f"{claim['id']} in detail", [claim["summary"]])
         if claim["evidence"]:
             rows = pd.DataFrame(claim["evidence"])
-            section.tables.append(format_frame(rows, TABLE_COLUMNS))
+            section.tables.append(compact_table(rows))
+            more.tables.append(format_frame(rows, TABLE_COLUMNS))
             if figures:
                 section.figures.append(claim_figure(claim["id"], rows, out_dir))
                 if (rows["metric"] == "length").any():
                     extra = length_figure(claim["id"], length_trials(sources, set(rows["sweep"])), out_dir)
                     section.figures += [extra] if extra else []
-        sections.append(section)
-    return sections
+        short.append(section)
+        detail.append(more)
+    return short, detail
 
 
 def length_trials(sources: list[Source], names: set[str]) -> list[tuple[str, pd.DataFrame]]:
@@ -195,10 +253,11 @@ def explanation(result: dict[str, Any]) -> str:
     runs = ", ".join(f"{r['name']} ({r['run_dir']})" for r in result["runs"])
     return (f"Paper: {result['paper']['title']} ({result['paper']['source']}). Claims from {result['spec']}; runs: "
             f"{runs}. Each evidence row is candidate - baseline on the same seeds (and items, for held-out "
-            "metrics), with its 95% interval; p_holm: Holm's adjustment over the claim's rows; verdicts as in the "
-            "sweep report (better/worse: p_holm < 0.05 and the interval excludes 0; equivalent: inside +-margin; "
-            "else inconclusive); outcome: whether the paper's prediction (better / not worse / differs) holds, "
-            "fails or is not detectable at this power.")
+            "metrics). The rows of a claim are one family: each row's interval is the simultaneous 95% interval "
+            "over the family (Bonferroni), and every verdict (better, worse, within or beyond the margin, "
+            "equivalent, non-inferior) and every outcome (the paper's prediction holds, fails or is undecided) is "
+            "read from it, so a refutation needs as much evidence as a confirmation (reports/decision.py). Each "
+            "row's margin is the smallest difference that matters, with its reason in the detail section.")
 
 
 def write_claims(spec: ClaimsSpec, sources: list[Source], out_dir: Path) -> dict[str, Any]:
@@ -207,7 +266,8 @@ def write_claims(spec: ClaimsSpec, sources: list[Source], out_dir: Path) -> dict
     result = evaluate(spec, sources)
     (out_dir / "claims.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     overview = Section("Claims", [explanation(result)], tables=[summary_table(result)])
-    sections = [overview, *claim_sections(result, sources, out_dir / "figures")]
+    short, detail = claim_sections(result, sources, out_dir / "figures")
+    sections = [overview, *short, *detail]
     title = f"Claims report: {spec.title}" if spec.title else "Claims report"
     (out_dir / "claims.md").write_text(render_markdown(title, sections, out_dir))
     (out_dir / "claims.html").write_text(render_html(title, sections))
@@ -215,8 +275,8 @@ def write_claims(spec: ClaimsSpec, sources: list[Source], out_dir: Path) -> dict
 
 
 def report_section(root: Path, analysis: Any) -> Section | None:
-    """The "Claims" section of a sweep's own report: the shipped claims that this sweep's runs bear on, with their
-    conclusion from this sweep alone; None when it bears on none."""
+    """The "Claims" box of a sweep's own report: one line per shipped claim that this sweep's runs bear on, with
+    its conclusion from this sweep alone; None when it bears on none."""
     source = load_source(root, analysis)
     tested = [judge_claim(claim, [source]) for claim in load_claims().claims if not claim.by_construction]
     tested = [c for c in tested if c["evidence"]]
@@ -224,11 +284,9 @@ def report_section(root: Path, analysis: Any) -> Section | None:
         return None
     section = Section("Claims", [
         "The paper's claims (reports/claims.yaml) that this sweep's runs bear on, concluded from this sweep alone "
-        "(`lph claims` combines several sweeps and the exact-gradient diagnostics). Holm's adjustment runs over "
-        "each claim's rows; verdicts as below."])
-    section.bullets = [f"**{c['id']} {c['conclusion']}**: {c['text']} {c['summary']}" for c in tested]
-    rows = pd.DataFrame([r | {"claim": c["id"]} for c in tested for r in c["evidence"]])
-    section.tables.append(format_frame(rows, ["claim", *TABLE_COLUMNS]))
+        f"with the decision rule of reports/decision.py; `lph claims {root}` writes the tables, figures and details "
+        "(and combines several sweeps and the exact-gradient diagnostics)."])
+    section.bullets = [f"**{c['id']}** {c['text']} {c['headline']}" for c in tested]
     return section
 
 

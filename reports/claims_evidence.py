@@ -2,8 +2,8 @@
 with the report's own functions (reports.analysis.analyse, reports.data.paired_matrix, reports.stats.estimate).
 
 A run directory is a sweep (results.parquet: accuracy, length, train:KEY, failures) or the output of `lph diagnose`
-(diagnostics.parquet: diagnostics:COLUMN). Rows carry the raw p-value; reports.claims adjusts them (Holm over the
-claim's rows) and gives the verdicts.
+(diagnostics.parquet: diagnostics:COLUMN). Rows carry the estimate (diff, se, df or the failure counts) and the raw
+p-value; reports.claims judges them with reports.decision (one family per claim).
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from reports.analysis import Analysis, ReportOptions, analyse
 from reports.claims_spec import Evidence, arm_pairs, excluded, matches
 from reports.data import ESTIMATOR, Arm, arm_columns, curve, make_arm, object_column, paired_matrix, read_jsonl, \
     task_labels
+from reports.decision import newcombe
 from reports.stats import estimate
 
 TESTBED = "exact-gradient testbed"
+MECHANISM = {"mechanism/cosine": "mechanism_cosine", "mechanism/scale_ratio_cv": "mechanism_scale_cv"}
 CELL = ["policy", "rewards", "start"]
 
 
@@ -41,6 +43,19 @@ class Source:
     @property
     def margin(self) -> float:
         return self.analysis.options.equivalence_margin if self.analysis else ReportOptions().equivalence_margin
+
+    @property
+    def margin_reason(self) -> str:
+        return (self.analysis.options if self.analysis else ReportOptions()).margin_reason
+
+    def rl_gain(self, task: str) -> float | None:
+        """The sweep's own RL gain on `task`: the mean difference of its group_mean arms vs the warm start (the
+        "control: RL" comparisons), None without one."""
+        table = self.analysis.comparisons if self.analysis else pd.DataFrame()
+        if table.empty:
+            return None
+        rows = table[(table["kind"] == "control: RL") & (table["task"] == task)]
+        return float(rows["diff"].mean()) if len(rows) else None
 
     @property
     def metric(self) -> str:
@@ -104,23 +119,39 @@ def evidence_rows(source: Source, evidence: Evidence) -> tuple[list[dict[str, An
         matrix = matrix[~np.isnan(matrix).any(axis=1)] if matrix.ndim == 2 else matrix
         means = paired_means(by_arm[candidate], by_arm[baseline], evidence.log)
         rows.append(row(source, evidence, candidate.task, describe_scope(candidate, baseline, evidence, counts),
-                        candidate.label, baseline.label, estimate(matrix), noise, *means))
+                        candidate.label, baseline.label, estimate(matrix), noise, *means)
+                    | mechanism(by_arm[candidate], candidate.estimator != baseline.estimator))
     return rows, []
+
+
+def mechanism(trials: pd.DataFrame, estimators_differ: bool) -> dict[str, float]:
+    """The candidate arm's mechanism check (harness/trial/trl_hooks.py logs it at every step of an estimator arm):
+    mean over its trials of the per-trial mean of each metrics.jsonl key of MECHANISM; NaN when the comparison does
+    not change the estimator or the trials did not log it."""
+    found = {}
+    for key, field in MECHANISM.items():
+        values = [train_value(r, key, "mean") for r in trials["run_dir"]] if estimators_differ else []
+        values = [v for v in values if not math.isnan(v)]
+        found[field] = float(np.mean(values)) if values else math.nan
+    return found
 
 
 def row(source: Source, evidence: Evidence, task: str, scope: str, candidate: str, baseline: str, result: Any,
         noise: str, candidate_mean: float, baseline_mean: float) -> dict[str, Any]:
     """An evidence row: the report's comparison fields plus the comparison's prediction and settings."""
     metric = source.metric if evidence.kind == "accuracy" else evidence.metric
-    margin = evidence.margin if evidence.margin is not None else (source.margin if evidence.kind == "accuracy"
-                                                                   else None)
+    accuracy = evidence.kind == "accuracy" and evidence.margin is None
+    margin = source.margin if accuracy else evidence.margin
+    reason = source.margin_reason if accuracy else evidence.margin_reason
     return {"evidence": evidence.label, "metric": metric, "sweep": source.name, "run_dir": str(source.root),
             "task": task, "scope": scope, "candidate": candidate, "baseline": baseline,
             "n_seeds": result.n_seeds, "n_items": result.n_items if noise == "seeds+items" else None,
             "candidate_mean": candidate_mean, "baseline_mean": baseline_mean, "diff": result.mean,
+            "se": result.se, "df": result.df, "counts": getattr(result, "counts", None),
             "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value, "mde80": result.mde80,
             "seeds_to_detect": result.seeds_to_detect() if result.components is not None else None,
             "noise": noise, "scale": "log ratio" if evidence.log else "difference", "margin": margin,
+            "margin_reason": reason, "rl_gain": source.rl_gain(task) if evidence.kind == "accuracy" else None,
             "predict": evidence.predict, "higher_is_better": evidence.higher_is_better}
 
 
@@ -245,7 +276,7 @@ def failure_rows(source: Source, evidence: Evidence) -> list[dict[str, Any]]:
     p_value = float(scipy_stats.fisher_exact([[x1, n1 - x1], [x2, n2 - x2]])[1])
     tasks = ", ".join(sorted(set(task_labels(results))))
 
-    result = Counted(n1 + n2, x1 / n1 - x2 / n2, low, high, p_value)
+    result = Counted(n1 + n2, x1 / n1 - x2 / n2, low, high, p_value, (x1, n1, x2, n2))
     scope = f"all tasks ({tasks}) | {x1}/{n1} vs {x2}/{n2} trials failed"
     return [row(source, evidence, "all tasks", scope, label_of(evidence.candidate), label_of(base_conditions),
                 result, "trials", x1 / n1, x2 / n2)]
@@ -253,35 +284,23 @@ def failure_rows(source: Source, evidence: Evidence) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Counted:
-    """The fields of a reports.stats.Estimate that a failure-count comparison has (no power analysis)."""
+    """The fields of a reports.stats.Estimate that a failure-count comparison has (no power analysis; the decision
+    rule widens Newcombe's interval from the counts, reports.decision.family_interval)."""
 
     n_seeds: int
     mean: float
     ci_low: float
     ci_high: float
     p_value: float
+    counts: tuple[int, int, int, int]
+    se: float = math.nan
+    df: float = math.nan
     mde80: float = math.nan
     components: None = None
 
 
 def label_of(conditions: dict[str, Any]) -> str:
     return "|".join(f"{'estimator' if k == ESTIMATOR else k}={v}" for k, v in conditions.items())
-
-
-def wilson(x: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a proportion x/n."""
-    p = x / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
-def newcombe(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
-    """Newcombe's hybrid score interval (method 10) of p1 - p2."""
-    p1, p2 = x1 / n1, x2 / n2
-    (l1, u1), (l2, u2) = wilson(x1, n1), wilson(x2, n2)
-    d = p1 - p2
-    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
 
 
 def critic_free() -> tuple[bool, str]:

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from reports.data import ESTIMATOR, Arm, make_arm
+from reports.decision import NEEDS_MARGIN, PREDICTIONS
 
 SPEC = Path(__file__).with_name("claims.yaml")
-PREDICTIONS = ("better", "not_worse", "differs")
 AGGREGATES = ("mean", "last", "max", "min")
 COMPARATORS = {">=": operator.ge, "<=": operator.le, "!=": operator.ne, ">": operator.gt, "<": operator.lt}
 CONDITION = re.compile(r"^\s*(>=|<=|!=|>|<)\s*(-?[0-9.eE+-]+)\s*$")
@@ -37,6 +37,7 @@ class Evidence:
     exclude: dict[str, Any] = field(default_factory=dict)
     higher_is_better: bool | None = True
     margin: float | None = None
+    margin_reason: str = ""
     log: bool = False
     agg: str = "mean"
     group_size: int = 8
@@ -111,8 +112,8 @@ def parse_claim(entry: Any, where: str) -> Claim:
 
 
 def parse_evidence(entry: Any, where: str) -> Evidence:
-    allowed = {"label", "metric", "candidate", "baseline", "exclude", "predict", "higher_is_better", "margin", "log",
-               "agg", "G", "sweeps"}
+    allowed = {"label", "metric", "candidate", "baseline", "exclude", "predict", "higher_is_better", "margin",
+               "margin_reason", "log", "agg", "G", "sweeps"}
     if not isinstance(entry, dict):
         raise ClaimsSpecError(f"{where}: expected a mapping")
     unknown(entry, allowed, where)
@@ -134,14 +135,21 @@ def parse_evidence(entry: Any, where: str) -> Evidence:
         if isinstance(value, (list, dict)) or condition(value) is not None:
             raise ClaimsSpecError(f"{where}: baseline {key}: a plain value is needed (it replaces the candidate's)")
     higher = entry.get("higher_is_better", False if kind == "failures" else True)
-    if higher is None and entry["predict"] != "differs":
-        raise ClaimsSpecError(f"{where}: higher_is_better: null only goes with predict: differs")
+    if higher is None and not entry["predict"].startswith("differs"):
+        raise ClaimsSpecError(f"{where}: higher_is_better: null only goes with predict: differs or differs_by_margin")
+    if entry.get("margin") is not None and not str(entry.get("margin_reason", "")).strip():
+        raise ClaimsSpecError(f"{where}: margin {entry['margin']} needs a `margin_reason` (why a smaller difference "
+                              "does not matter)")
+    if entry["predict"] in NEEDS_MARGIN and entry.get("margin") is None and kind != "accuracy":
+        raise ClaimsSpecError(f"{where}: predict {entry['predict']} needs a `margin` (accuracy rows take the "
+                              "sweep's report.equivalence_margin)")
     if entry.get("agg", "mean") not in AGGREGATES:
         raise ClaimsSpecError(f"{where}: agg {entry['agg']!r}: expected one of {', '.join(AGGREGATES)}")
     sweeps = entry.get("sweeps") or []
     return Evidence(str(entry.get("label", metric)), metric, dict(entry["candidate"]), dict(entry["baseline"]),
                     str(entry["predict"]), dict(entry.get("exclude") or {}), higher,
-                    None if entry.get("margin") is None else float(entry["margin"]), bool(entry.get("log", False)),
+                    None if entry.get("margin") is None else float(entry["margin"]),
+                    " ".join(str(entry.get("margin_reason", "")).split()), bool(entry.get("log", False)),
                     str(entry.get("agg", "mean")), int(entry.get("G", 8)), tuple(str(s) for s in sweeps))
 
 

@@ -6,7 +6,8 @@ Comparisons of one task, each paired by seed and by item:
   - "control: RL": every `group_mean` arm vs `warm_start` (must come out better: RL learned);
   - "semantic density": rewards.semantic_density > 0 vs == 0 with the same estimator (not the shuffled control)
     and other parameters.
-Holm's adjustment runs over every comparison of the table.
+The verdicts follow reports/decision.py: one family of the claim comparisons (every kind but the controls), each
+control a family of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from reports.data import (
     outcome_matrix,
     paired_matrix,
 )
-from reports.stats import Estimate, estimate, holm, verdict
+from reports.decision import judge
+from reports.stats import Estimate, estimate
 
 EXPECTED = {"control: shuffled": "worse", "control: RL": "better"}
 
@@ -95,17 +97,17 @@ def arm_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_row(pair: Pair, result: Estimate, noise: str) -> dict:
-    """The table row of one comparison before Holm's adjustment."""
+    """The table row of one comparison before the decision rule (reports.decision.judge)."""
     return {"task": pair.candidate.task, "kind": pair.kind, "comparison": describe(pair),
             "candidate": pair.candidate.label,
             "baseline": pair.baseline.label, "estimator": pair.candidate.estimator, "n_seeds": result.n_seeds,
             "n_items": result.n_items if noise == "seeds+items" else None, "diff": result.mean,
-            "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value, "mde80": result.mde80,
+            "se": result.se, "df": result.df, "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value, "mde80": result.mde80,
             "seeds_to_detect": result.seeds_to_detect(), "noise": noise}
 
 
 def comparison_table(trials: pd.DataFrame, pairs: list[Pair], margin: float) -> pd.DataFrame:
-    """Each pair's paired difference (candidate - baseline), Holm-adjusted p-value and verdict."""
+    """Each pair's paired difference (candidate - baseline), family-level interval, adjusted p-value and verdict."""
     by_arm = {arm: group for arm, group in trials.groupby("arm", sort=False)}
     rows = []
     for pair in pairs:
@@ -115,15 +117,12 @@ def comparison_table(trials: pd.DataFrame, pairs: list[Pair], margin: float) -> 
 
 
 def with_verdicts(table: pd.DataFrame, margin: float | None, higher_is_better: bool) -> pd.DataFrame:
-    """Adds `p_holm` and `verdict` columns. Holm's adjustment runs over the claim comparisons of the table (every
-    kind but the controls); each control (`kind` "control: ...") is a single pre-specified check that the sweep
-    could see an effect, tested alone (`p_holm` = `p_value`)."""
+    """The table judged by reports.decision.judge (family-level interval, `p_adjusted`, `verdict`): the claim
+    comparisons (every kind but the controls) form one family; each control (`kind` "control: ...") is a single
+    pre-specified check that the sweep could see an effect, a family of its own."""
     if table.empty:
         return table
-    claims = ~table["kind"].astype(str).str.startswith("control")
-    p_holm = table["p_value"].astype(float).copy()
-    p_holm[claims] = holm(table.loc[claims, "p_value"].to_numpy(dtype=float))
-    table = table.assign(p_holm=p_holm)
-    table["verdict"] = [verdict(row.ci_low, row.ci_high, row.p_holm, margin, higher_is_better)
-                        for row in table.itertuples()]
-    return table
+    table = table.assign(margin=margin, higher_is_better=higher_is_better)
+    controls = table["kind"].astype(str).str.startswith("control")
+    families = [judge(table[~controls])] + [judge(table.loc[[index]]) for index in table.index[controls]]
+    return pd.concat([f for f in families if not f.empty]).loc[table.index]

@@ -6,7 +6,8 @@ Per trial:
     at its last step (`reached` False). The threshold of a task is `report.threshold` when configured, else the
     warm-start accuracy (mean step-0 accuracy) + half of the best final gain (best arm's mean final accuracy - warm).
 The planned comparisons are repeated on both, paired by seed, with seed-only t-intervals (the curves carry no per-item
-outcomes) and Holm's adjustment within each metric. Fewer steps is better; steps have no equivalence margin.
+outcomes) and the decision rule of reports/decision.py within each metric (its claim comparisons one family,
+each control its own). Fewer steps is better; steps have no equivalence margin.
 """
 
 from __future__ import annotations

@@ -23,10 +23,11 @@ def verdict_section(analysis: Analysis) -> Section:
     margin = analysis.options.equivalence_margin
     section = Section("Verdict", [
         f"Primary metric, held-out {analysis.metric}: {analysis.source}. Differences are candidate - baseline on the "
-        "same seeds (and the same items) with 95% intervals over seeds (and items). better/worse: p < 0.05 (Holm-adjusted over the claim "
-        "comparisons; each control is tested alone) and the "
-        f"interval excludes 0; equivalent: the interval lies inside +-{margin}; otherwise inconclusive, with the "
-        "smallest difference detectable at 80% power and the seeds that would detect the observed one."])
+        "same seeds (and the same items). The claim comparisons are one family: each interval is the simultaneous "
+        "95% interval over them (Bonferroni; each control is a family of its own), and every verdict is read from "
+        "it (reports/decision.py): better/worse when it excludes 0, equivalent when it lies inside "
+        f"+-{margin} ({analysis.options.margin_reason}), otherwise inconclusive, with the smallest difference "
+        "detectable at 80% power and the seeds that would detect the observed one."])
     section.bullets = verdict_lines(analysis.comparisons, margin)
     if not section.bullets:
         section.text.append("No claim comparison could be made: each needs both arms (e.g. group_mean and "
@@ -55,8 +56,9 @@ def comparisons_section(analysis: Analysis, out_dir: Path) -> Section:
         return section
     section.text.append(
         "Every estimator vs group_mean with the same other parameters, group_mean vs warm_start, shuffled vs "
-        "group_mean and semantic density > 0 vs 0, per task. p_holm: Holm's adjustment over every claim comparison of "
-        "the report (the controls, group_mean vs warm_start and shuffled vs group_mean, are each tested alone). mde80: "
+        "group_mean and semantic density > 0 vs 0, per task. interval and p (adjusted): simultaneous over every claim "
+        "comparison of the report (Bonferroni; the controls, group_mean vs warm_start and shuffled vs group_mean, are "
+        "each a family of their own). mde80: "
         "smallest difference detectable at 80% power (two-sided 0.05). seeds to detect: seeds (same items) needed "
         f"to detect the observed difference at 80% power; blank when more than {MAX_SEEDS}.")
     section.tables.append(tables.format_frame(analysis.comparisons, tables.COMPARISON_COLUMNS))
@@ -78,7 +80,7 @@ def efficiency_section(analysis: Analysis, out_dir: Path) -> Section:
     section.text.append(
         f"auc: held-out {analysis.metric} (fixed subset) integrated over training steps / steps, i.e. its mean during "
         "training. steps: first evaluated step reaching the threshold (censored at the last step; reached: "
-        "candidate/baseline trials that reached it). Paired by seed, intervals over seeds, Holm within each metric; "
+        "candidate/baseline trials that reached it). Paired by seed, family-level intervals over seeds within each metric (reports/decision.py); "
         f"fewer steps is better. Threshold, {source}: {limits}.")
     if not analysis.efficiency.empty:
         section.tables.append(tables.format_frame(analysis.efficiency, tables.EFFICIENCY_COLUMNS))

@@ -1,4 +1,5 @@
-"""Statistics of the report: intervals over training seeds and eval items, power, Holm adjustment, verdicts.
+"""Statistics of the report: intervals over training seeds and eval items, and power. The decision rule that turns
+them into verdicts (one family-level adjustment for every outcome) is reports/decision.py.
 
 Model of one outcome matrix Y (S seeds x I items; for an arm Y[s, i] = correct, for a paired comparison the
 difference candidate - baseline on the same seed and item):
@@ -35,7 +36,6 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 POWER = 0.80
 MAX_SEEDS = 1000
-VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 
 
 Array = float | np.ndarray
@@ -156,27 +156,3 @@ def estimate(matrix: np.ndarray) -> Estimate:
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
     return Estimate(s, i, mean, scalar(se), df, scalar(mean - half), scalar(mean + half), scalar(p_value),
                     mde(components), components)
-
-
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values: sorted ascending, p_(k) * (m - k + 1), running maximum, capped at 1.
-    NaN p-values stay NaN and do not count in m."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(p.shape, np.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
-    m = order.size
-    scaled = p[order] * (m - np.arange(m))
-    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
-    return adjusted
-
-
-def verdict(ci_low: float, ci_high: float, p_holm: float, margin: float | None,
-            higher_is_better: bool = True, alpha: float = ALPHA) -> str:
-    """better/worse when Holm p < alpha and the interval excludes 0 (sign flipped when lower is better);
-    equivalent when -margin <= ci_low and ci_high <= margin; otherwise inconclusive."""
-    if p_holm < alpha and (ci_low > 0 or ci_high < 0):
-        return "better" if (ci_low > 0) == higher_is_better else "worse"
-    if margin is not None and -margin <= ci_low and ci_high <= margin:
-        return "equivalent"
-    return "inconclusive"

@@ -7,12 +7,13 @@ import pandas as pd
 from reports.data import arm_columns
 
 ARM_COLUMNS = ["task", "arm", "n_seeds", "n_items", "mean", "ci", "noise"]
-COMPARISON_COLUMNS = ["task", "comparison", "n_seeds", "n_items", "diff", "ci", "p_value", "p_holm", "mde80",
+COMPARISON_COLUMNS = ["task", "comparison", "n_seeds", "n_items", "diff", "ci", "p_adjusted", "mde80",
                       "seeds_to_detect", "verdict"]
-EFFICIENCY_COLUMNS = ["task", "metric", "comparison", "n_seeds", "reached", "diff", "ci", "p_value", "p_holm",
-                      "mde80", "verdict"]
+EFFICIENCY_COLUMNS = ["task", "metric", "comparison", "n_seeds", "reached", "diff", "ci", "p_adjusted", "mde80",
+                      "verdict"]
 ACROSS_COLUMNS = ["comparison", "tasks", "iqm_candidate", "iqm_baseline", "p_improvement"]
-HEADERS = {"n_seeds": "seeds", "n_items": "items", "ci": "95% interval", "seeds_to_detect": "seeds to detect",
+HEADERS = {"n_seeds": "seeds", "n_items": "items", "ci": "interval", "seeds_to_detect": "seeds to detect",
+           "p_adjusted": "p (adjusted)",
            "iqm_candidate": "IQM candidate [95%]", "iqm_baseline": "IQM baseline [95%]",
            "p_improvement": "P(candidate > baseline) [95%]"}
 

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from reports.compare import EXPECTED
+from reports.decision import direction
 from reports.stats import MAX_SEEDS
 
 CLAIM_ESTIMATORS = ("attenuated_pairwise", "pairwise_sum")
@@ -26,14 +27,15 @@ def claim_rows(comparisons: pd.DataFrame) -> pd.DataFrame:
 
 
 def evidence(row: pd.Series) -> str:
-    """`+0.031 [+0.010, +0.052], Holm p = 0.012, 3 seeds x 500 items`."""
+    """`+0.031 [+0.010, +0.052], adjusted p = 0.012, 3 seeds x 500 items` (the family-level interval)."""
     seeds = f"{row['n_seeds']} seed" + ("s" if row["n_seeds"] != 1 else "")
     items = (f" x {int(row['n_items'])} items" if pd.notna(row["n_items"])
              else " (seed-only interval: no per-item outcomes)")
     size = seeds + items
     if math.isnan(row["ci_low"]):
         return f"{row['diff']:+.3f}, no interval with {size}"
-    return f"{row['diff']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], Holm p = {row['p_holm']:.3g}, {size}"
+    return (f"{row['diff']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], adjusted p = {row['p_adjusted']:.3g}, "
+            f"{size}")
 
 
 def power_note(row: pd.Series) -> str:
@@ -54,12 +56,12 @@ def sentence(row: pd.Series, margin: float) -> str:
     """The verdict sentence of one comparison."""
     head = f"{row['task']}: {row['comparison']} is **{row['verdict']}** ({evidence(row)})"
     if row["kind"] in EXPECTED:
-        ok = row["verdict"] == EXPECTED[row["kind"]]
+        ok = direction(row["verdict"]) == EXPECTED[row["kind"]]
         status = "Control passed" if ok else f"**CONTROL FAILED** (expected {EXPECTED[row['kind']]})"
         head = f"{status}, {CONTROL_MEANING[row['kind']]}: {head}"
     if row["verdict"] == "equivalent":
         return f"{head}: the interval lies inside +-{margin}."
-    if row["verdict"] == "inconclusive":
+    if row["verdict"] in ("inconclusive", "non-inferior", "non-superior"):
         return f"{head}: {power_note(row)}"
     return head + "."
 

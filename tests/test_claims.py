@@ -149,25 +149,16 @@ def rows(claim: dict, **where: object) -> list[dict]:
     return [r for r in claim["evidence"] if all(r.get(k) == v for k, v in where.items())]
 
 
-def holm(p: list[float]) -> list[float]:
-    """Holm's step-down adjustment, written out."""
-    order = sorted(range(len(p)), key=lambda k: p[k])
-    adjusted, running = [0.0] * len(p), 0.0
-    for rank, k in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[k]))
-        adjusted[k] = running
-    return adjusted
-
-
 def test_schema_and_every_claim_concluded(runs):
     data = json.loads((runs["out"] / "claims.json").read_text())
     assert [c["id"] for c in data["claims"]] == [f"C{k}" for k in range(1, 8)]
     for claim in data["claims"]:
-        assert {"id", "text", "source", "conclusion", "summary", "evidence"} <= set(claim)
+        assert {"id", "text", "source", "conclusion", "headline", "summary", "evidence"} <= set(claim)
         assert claim["text"] and claim["source"]
         for row in claim["evidence"]:
-            assert {"diff", "ci_low", "ci_high", "p_value", "p_holm", "mde80", "seeds_to_detect", "verdict", "task",
-                    "outcome", "sweep", "scope"} <= set(row)
+            assert {"diff", "ci_low", "ci_high", "p_value", "p_adjusted", "mde80", "seeds_to_detect", "verdict",
+                    "task", "outcome", "sweep", "scope", "margin", "margin_reason"} <= set(row)
+            assert row["margin"] is None or row["margin_reason"]
     found = {c["id"]: c["conclusion"] for c in data["claims"]}
     assert found == {"C1": "mixed", "C2": "mixed", "C3": "mixed", "C4": "supported", "C5": "supported",
                      "C6": "mixed", "C7": "by construction"}
@@ -179,15 +170,19 @@ def test_mixed_names_the_task_families(runs):
     assert {r["sweep"] for r in c1["evidence"]} == {"ablation"}
     for row in c1["evidence"]:
         assert row["outcome"] == ("holds" if row["task"] == "arithmetic" else "fails")
-        assert row["verdict"] == ("better" if row["task"] == "arithmetic" else "worse")
+        assert row["verdict"] == ("better" if row["task"] == "arithmetic" else "worse") + ", beyond +-0.02"
+        assert row["margin"] == 0.02 and row["rl_gain"] == pytest.approx(0.1, abs=0.02)  # the sweep's own RL gain
     summary = c1["summary"]
     assert re.search(r"Holds on ablation: arithmetic \| rewards.semantic_density=0.0", summary)
-    assert re.search(r"Fails on ablation: multihop \| rewards.semantic_density=0.0 .*: worse", summary)
+    assert re.search(r"Fails on ablation: multihop \| rewards.semantic_density=0.0 .*: worse, beyond", summary)
+    assert re.search(r"margin 0.02 = \d+% of the RL gain", summary)
+    assert c1["headline"].startswith("**mixed**: 2 of 4 rows hold, 2 fail, 0 undecided")
 
 
 def test_rows_carry_the_sweep_reports_statistics(runs):
-    """C1's rows are the report's attenuated_pairwise vs group_mean comparisons (same diff, interval, p-value); the
-    claim's own Holm adjustment runs over its 4 rows."""
+    """C1's rows are the report's attenuated_pairwise vs group_mean comparisons (same diff, unadjusted interval,
+    p-value); the claim is its own family of 4 rows (Bonferroni), the sweep report's family is its claim
+    comparisons."""
     build_report(runs["ablation"])
     report = json.loads((runs["ablation"] / "report.json").read_text())
     c1 = claims(runs["out"])["C1"]
@@ -195,9 +190,12 @@ def test_rows_carry_the_sweep_reports_statistics(runs):
         match = [r for r in report["comparisons"] if r["candidate"] == row["candidate"]
                  and r["baseline"] == row["baseline"] and r["task"] == row["task"]]
         assert len(match) == 1
-        for key in ("diff", "ci_low", "ci_high", "p_value", "mde80", "n_seeds", "n_items"):
+        for key in ("diff", "ci95_low", "ci95_high", "p_value", "mde80", "n_seeds", "n_items"):
             assert row[key] == pytest.approx(match[0][key], rel=1e-12, abs=1e-15), key
-    assert [r["p_holm"] for r in c1["evidence"]] == pytest.approx(holm([r["p_value"] for r in c1["evidence"]]))
+        assert row["family_size"] == 4 and match[0]["family_size"] > 4
+        assert row["ci_low"] < row["ci95_low"] and row["ci_high"] > row["ci95_high"]
+    assert [r["p_adjusted"] for r in c1["evidence"]] == pytest.approx([min(1, 4 * r["p_value"])
+                                                                       for r in c1["evidence"]])
 
 
 def outcome_matrix(root: Path, task: str, label: str, seeds: int = 4) -> pd.DataFrame:
@@ -228,14 +226,15 @@ def test_sparsity_from_training_metrics_and_held_out_length(runs):
     sparsity = rows(c3, metric="train:advantage/zero_group_frac")
     held_out = [r for r in c3["evidence"] if r["metric"] != "train:advantage/zero_group_frac"]
     assert len(sparsity) == 6 and len(held_out) == 6  # 3 estimators (shuffled excluded) x 2 tasks
-    assert all(r["diff"] == pytest.approx(-0.3) and r["verdict"] == "better" and r["outcome"] == "holds"
+    assert all(r["diff"] == pytest.approx(-0.3) and r["verdict"] == "better, beyond +-0.02" and r["outcome"] == "holds"
                and r["noise"] == "seeds" for r in sparsity)
     assert all(r["candidate_mean"] == pytest.approx(0.215) for r in sparsity)  # 0.2 + 0.01 * mean seed 1.5
     assert all(r["verdict"] == "equivalent" and r["outcome"] == "fails" for r in held_out)
     assert not any("shuffled" in r["scope"] for r in c3["evidence"])
     c4 = found["C4"]
     assert len(c4["evidence"]) == 6
-    assert all(r["verdict"] == "higher" and r["diff"] == pytest.approx(5.0, abs=0.3) for r in c4["evidence"])
+    assert all(r["verdict"] == "higher, beyond +-1" and r["diff"] == pytest.approx(5.0, abs=0.3)
+               for r in c4["evidence"])
 
 
 def test_cohort_rows_per_group_size(runs):
@@ -255,12 +254,12 @@ def test_diagnostics_and_training_stability(runs):
     cosine, error, snr = (rows(c6, metric=f"diagnostics:{m}")[0] for m in ("cosine", "relative_norm_error", "snr"))
     assert cosine["n_seeds"] == 8 and cosine["verdict"] == "equivalent" and cosine["outcome"] == "holds"
     assert abs(cosine["diff"]) < 0.002  # the G = 4 rows (-0.5) are not used
-    assert error["verdict"] == "worse" and error["outcome"] == "fails"
+    assert error["verdict"] == "worse, beyond +-0.05" and error["outcome"] == "fails"
     assert snr["diff"] == pytest.approx(np.log(2), abs=0.01) and snr["outcome"] == "holds"
     failures = rows(c6, metric="failures")
     assert [r["sweep"] for r in failures] == ["ablation", "cohort"]
     assert "1/17 vs 0/16 trials failed" in failures[0]["scope"]
-    assert failures[0]["outcome"] == "not detectable"
+    assert failures[0]["outcome"] == "undecided"
     assert "metrics.jsonl has no `kl` (TRL logs the KL only when trainer.beta > 0)" in c6["summary"]
     assert {r["verdict"] for r in rows(c6, metric="train:entropy")} == {"equivalent"}
 
@@ -320,11 +319,11 @@ def test_another_papers_claims_refuted_and_not_detectable(runs, tmp_path):
     claims_main([str(runs["ablation"]), str(runs["noisy"]), "--out", str(tmp_path / "out"), "--spec", str(spec)])
     found = claims(tmp_path / "out")
     assert found["X1"]["conclusion"] == "refuted"
-    assert {r["verdict"] for r in found["X1"]["evidence"]} == {"worse"}
+    assert {r["verdict"] for r in found["X1"]["evidence"]} == {"worse, beyond +-0.02"}
     x2 = found["X2"]
     assert x2["conclusion"] == "not detectable"
     assert all(r["verdict"] == "inconclusive" and r["n_seeds"] == 2 and r["n_items"] == 40 for r in x2["evidence"])
-    assert re.search(r"MDE80 0\.\d+-0\.\d+", x2["summary"])
+    assert len(re.findall(r"\(MDE80 0\.\d+ with 2 seeds, (about \d+|>1000) seeds to detect", x2["summary"])) == 2
     assert all(r["mde80"] > abs(r["diff"]) for r in x2["evidence"])
     assert found["X3"]["conclusion"] == "not tested here"
     assert "sweeps/lambdarank.yaml would test it" in found["X3"]["summary"]
@@ -341,6 +340,10 @@ def test_another_papers_claims_refuted_and_not_detectable(runs, tmp_path):
      "predict: better}]}]", "baseline x: a plain value"),
     ("claims: [{id: A, text: t, colour: red, by_construction: yes}]", "unknown key(s) ['colour']"),
     ("claims: [{id: A, text: t}]", "give `evidence` or `by_construction`"),
+    ("claims: [{id: A, text: t, evidence: [{metric: length, candidate: {}, baseline: {}, predict: differs, "
+     "margin: 1}]}]", "margin 1 needs a `margin_reason`"),
+    ("claims: [{id: A, text: t, evidence: [{metric: length, candidate: {}, baseline: {}, predict: not_worse}]}]",
+     "predict not_worse needs a `margin`"),
 ])
 def test_claims_file_errors_name_the_file_and_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -356,13 +359,15 @@ def test_shipped_claims_file_loads_with_the_seven_claims():
     assert (ROOT / "sweeps" / "cohort.yaml").is_file()
 
 
-def test_sweep_report_opens_with_the_claims_its_runs_bear_on(runs, tmp_path):
+def test_sweep_report_opens_with_its_verdicts_and_a_line_per_claim(runs, tmp_path):
     build_report(runs["ablation"])
     report = (runs["ablation"] / "report.md").read_text()
     sections = re.findall(r"^## (.+)$", report, flags=re.M)
-    assert sections[:2] == ["Claims", "Verdict"]
-    claims_part = report.split("## Verdict")[0]
-    assert "**C1 mixed**" in claims_part and "**C5" not in claims_part
+    assert sections[:2] == ["Verdict", "Claims"]
+    claims_part = report.split("## Claims")[1].split("\n## ")[0]
+    lines = [line for line in claims_part.splitlines() if line.startswith("- ")]
+    assert [line.split("**")[1] for line in lines] == ["C1", "C2", "C3", "C4", "C6"]
+    assert "**mixed**: 2 of 4 rows hold" in lines[0] and "|" not in claims_part  # one line each, no wide table
     other = write_sweep(tmp_path / "other", "other", [{"estimator.name": "group_mean"}], lambda t, p: 0.0, seeds=2,
                         n_items=20)
     build_report(other)
@@ -378,7 +383,7 @@ def test_a_real_smoke_sweep_carries_what_the_claims_read(tmp_path):
 
     root = run_sweep(SMOKE, root=tmp_path / "ablation",
                      overrides=["name=ablation", "grid.rewards.semantic_density=[0.0,0.5]"])
-    assert re.findall(r"^## (.+)$", (root / "report.md").read_text(), flags=re.M)[0] == "Claims"
+    assert re.findall(r"^## (.+)$", (root / "report.md").read_text(), flags=re.M)[:2] == ["Verdict", "Claims"]
     claims_main([str(root), "--out", str(tmp_path / "out")])
     found = claims(tmp_path / "out")
     assert len(found["C1"]["evidence"]) == 2  # correctness only and + semantic density

@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from reports.__main__ import main
+from reports.decision import direction
 
 TASKS = {"arithmetic": 0.40, "multihop": 0.25}
 GAINS = {"group_mean": 0.20, "attenuated_pairwise": 0.28, "shuffled": -0.05}  # over the warm start
@@ -24,7 +25,7 @@ DENSITY_GAIN = 0.03
 WEIGHTS = (0.0, 0.5)
 SEEDS = (0, 1, 2, 3, 4)
 N_ITEMS = 200
-FLIPPED = 0.02  # pairwise_sum = group_mean's outcomes with 2% of the items flipped: equivalent
+FLIPPED = 0.005  # pairwise_sum = group_mean's outcomes with 0.5% of the items flipped: equivalent at the family level
 STEPS = list(range(0, 61, 10))
 
 
@@ -169,8 +170,9 @@ def test_report_json_schema_and_comparison_plan(sweep):
         assert sum(c["kind"] == kind for c in comparisons) == count * len(TASKS)
     for c in comparisons:
         assert set(c) >= {"candidate", "baseline", "task", "n_seeds", "n_items", "diff", "ci_low", "ci_high",
-                          "p_value", "p_holm", "mde80", "verdict"}
-        assert c["verdict"] in {"better", "worse", "equivalent", "inconclusive"} and c["p_holm"] >= c["p_value"]
+                          "p_value", "p_adjusted", "mde80", "verdict", "margin"}
+        assert direction(c["verdict"]) in {"better", "worse", "equivalent", "non-inferior", "non-superior",
+                                           "inconclusive"} and c["p_adjusted"] >= c["p_value"]
     density = [c for c in comparisons if c["kind"] == "semantic density"]
     assert all(c["candidate"].endswith("semantic_density=0.5") and c["baseline"].endswith("semantic_density=0.0")
                and c["candidate"].split("|")[0] == c["baseline"].split("|")[0] for c in density)
@@ -190,14 +192,21 @@ def test_numbers_against_an_independent_computation(sweep):
     mean, low, high = two_way_interval(outcomes(sweep, "arithmetic", "group_mean", 0.0) - warm)
     rl = find(report["comparisons"], task="arithmetic", kind="control: RL",
               candidate="estimator=group_mean|rewards.semantic_density=0.0")
-    assert (rl["diff"], rl["ci_low"], rl["ci_high"]) == pytest.approx((mean, low, high))
-    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    assert (rl["diff"], rl["ci_low"], rl["ci_high"]) == pytest.approx((mean, low, high))  # a control: family of 1
     claims = [c for c in report["comparisons"] if not c["kind"].startswith("control")]
     controls = [c for c in report["comparisons"] if c["kind"].startswith("control")]
     assert claims and controls
-    p = [c["p_value"] for c in claims]
-    assert [c["p_holm"] for c in claims] == pytest.approx(list(multipletests(p, method="holm")[1]))
-    assert [c["p_holm"] for c in controls] == [c["p_value"] for c in controls]  # each control is tested alone
+    m = len(claims)  # the claim comparisons are one family: Bonferroni intervals and p-values
+    assert all(c["family_size"] == m and c["p_adjusted"] == pytest.approx(min(1.0, m * c["p_value"])) for c in claims)
+    assert [c["p_adjusted"] for c in controls] == [c["p_value"] for c in controls]  # each control is tested alone
+    y = outcomes(sweep, "multihop", "attenuated_pairwise", 0.5) - outcomes(sweep, "multihop", "group_mean", 0.5)
+    mean, low, high = two_way_interval(y)
+    found = find(claims, task="multihop", kind="estimator",
+                 candidate="estimator=attenuated_pairwise|rewards.semantic_density=0.5")
+    widen = stats.t.ppf(1 - 0.05 / (2 * m), found["df"]) / stats.t.ppf(0.975, found["df"])
+    assert (found["ci95_low"], found["ci95_high"]) == pytest.approx((low, high))
+    assert (found["ci_low"], found["ci_high"]) == pytest.approx((mean - widen * (mean - low),
+                                                                 mean + widen * (high - mean)))
 
 
 def test_verdicts_and_controls(sweep):
@@ -206,8 +215,8 @@ def test_verdicts_and_controls(sweep):
     for task in TASKS:
         for weight in WEIGHTS:
             mix = f"rewards.semantic_density={weight}"
-            assert verdicts[(task, "control: RL", f"estimator=group_mean|{mix}")] == "better"
-            assert verdicts[(task, "control: shuffled", f"estimator=shuffled|{mix}")] == "worse"
+            assert direction(verdicts[(task, "control: RL", f"estimator=group_mean|{mix}")]) == "better"
+            assert direction(verdicts[(task, "control: shuffled", f"estimator=shuffled|{mix}")]) == "worse"
     assert "equivalent" in {v for (_, kind, c), v in verdicts.items() if c.startswith("estimator=pairwise_sum|")}
     for c in report["comparisons"]:
         if c["verdict"] == "inconclusive":
@@ -234,9 +243,9 @@ def test_sample_efficiency(sweep):
     auc = find(report["sample_efficiency"], task="arithmetic", metric="auc", kind="estimator",
                candidate="estimator=attenuated_pairwise|rewards.semantic_density=0.0")
     interval = stats.ttest_1samp(diffs, 0).confidence_interval(0.95)
-    assert (auc["diff"], auc["ci_low"], auc["ci_high"]) == pytest.approx((np.mean(diffs), interval.low,
-                                                                          interval.high))
-    assert auc["verdict"] == "better"
+    assert (auc["diff"], auc["ci95_low"], auc["ci95_high"]) == pytest.approx((np.mean(diffs), interval.low,
+                                                                              interval.high))
+    assert direction(auc["verdict"]) == "better"
     steps = find(report["sample_efficiency"], task="arithmetic", metric="steps", kind="estimator",
                  candidate="estimator=attenuated_pairwise|rewards.semantic_density=0.0")
     assert steps["diff"] <= 0 and steps["verdict"] in {"better", "inconclusive"}
@@ -271,7 +280,8 @@ def test_seed_only_fallback_without_eval_items(tmp_path):
                            & (table["param.rewards.semantic_density"] == 0.0)].set_index("seed")["eval.accuracy"]
     test = stats.ttest_rel(pick("attenuated_pairwise"), pick("group_mean").loc[pick("attenuated_pairwise").index])
     interval = test.confidence_interval(0.95)
-    assert (c["p_value"], c["ci_low"], c["ci_high"]) == pytest.approx((test.pvalue, interval.low, interval.high))
+    assert (c["p_value"], c["ci95_low"], c["ci95_high"]) == pytest.approx((test.pvalue, interval.low,
+                                                                            interval.high))
 
 
 def test_a_moved_sweep_directory_still_finds_its_trials(tmp_path):
@@ -401,7 +411,7 @@ def test_the_report_is_on_fractional_pass_at_1_or_the_chosen_metric(tmp_path, me
     expected = (values["warm_start"] > 0.5).mean() if metric == "greedy" else values["warm_start"].mean()
     assert arm["mean"] == pytest.approx(expected) and arm["n_items"] == 40
     gain = find(report["comparisons"], task="t", kind="control: RL")
-    assert gain["ci_low"] < gain["diff"] < gain["ci_high"] and gain["verdict"] == "better"
+    assert gain["ci_low"] < gain["diff"] < gain["ci_high"] and direction(gain["verdict"]) == "better"
     assert report["environment"] == {"cpu": ["AMD EPYC"], "cpu_capability": ["AVX512"], "threads": ["1"]}
     assert f"Held-out {metric or 'pass@1'} by arm" in (tmp_path / "report.md").read_text()
 

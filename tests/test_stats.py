@@ -1,5 +1,5 @@
 """reports.stats: the seeds x items interval against independent computations, its coverage in simulated sweeps,
-power, Holm's adjustment and the verdict rules at their boundaries."""
+and power (the decision rule built on them: tests/test_decision.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from reports.aggregate import iqm, probability_of_improvement
-from reports.stats import estimate, holm, verdict
+from reports.stats import estimate
 
 SIMULATIONS = 4000
 N_ITEMS = 150
@@ -135,36 +135,6 @@ def test_seeds_to_detect_is_limited_by_the_items():
     floor = np.sqrt(result.components.item_variance / 30)
     assert result.seeds_to_detect(2 * floor) is None
     assert result.seeds_to_detect(10 * floor) is not None
-
-
-def test_holm_matches_statsmodels_and_a_hand_example():
-    # hand example: sorted p (0.01, 0.02, 0.03, 0.04) -> (0.04, 0.06, 0.06, 0.06), then back in input order
-    assert holm(np.array([0.04, 0.01, 0.03, 0.02])) == pytest.approx([0.06, 0.04, 0.06, 0.06])
-    assert holm(np.array([0.5, np.nan, 0.01])) == pytest.approx([0.5, np.nan, 0.02], nan_ok=True)
-    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
-    p = np.random.default_rng(0).uniform(0, 0.2, 25) ** 2
-    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
-
-
-@pytest.mark.parametrize("low, high, p_holm, expected", [
-    (0.001, 0.05, 0.049, "better"),
-    (0.001, 0.05, 0.05, "inconclusive"),      # Holm p must be below 0.05
-    (0.0, 0.05, 0.01, "inconclusive"),        # the interval must exclude 0
-    (-0.05, -0.001, 0.01, "worse"),
-    (-0.02, 0.02, 0.5, "equivalent"),         # inside +-margin, bounds included
-    (-0.0201, 0.01, 0.5, "inconclusive"),
-    (-0.01, 0.0201, 0.5, "inconclusive"),
-    (0.005, 0.015, 0.001, "better"),          # a detected difference smaller than the margin is still better
-    (np.nan, np.nan, np.nan, "inconclusive"),
-])
-def test_verdict_boundaries(low, high, p_holm, expected):
-    assert verdict(low, high, p_holm, 0.02) == expected
-
-
-def test_verdict_when_lower_is_better_and_without_margin():
-    assert verdict(-5.0, -1.0, 0.01, None, higher_is_better=False) == "better"
-    assert verdict(1.0, 5.0, 0.01, None, higher_is_better=False) == "worse"
-    assert verdict(-0.001, 0.001, 0.9, None) == "inconclusive"
 
 
 def test_iqm_and_probability_of_improvement_by_hand():
