@@ -6,7 +6,7 @@ cannot fail at its start on what the spec already shows:
   an unknown format, rows that are not objects, text that is not UTF-8, a row without a question or an answer are one
   line naming the file (and line); questions given more than once print one warning line per file;
 - each `model.path` is a model directory: a `config.json`, weights (`*.safetensors` or `pytorch_model*.bin`) and a
-  tokenizer that loads (with a chat template when `task.prompt.chat` is set);
+  tokenizer file that loads (with a chat template when `task.prompt.chat` is set);
 - the trainer's batch sizes meet TRL's GRPOConfig constraints (`grpo_batch_problem`) for the trial's processes.
 
 Each failure is a `ConfigError` naming the spec file and the key (`base.*`, `grid.*` or `optuna.space.*`).
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
 """Files of which a model directory holds at least one: its weights (or their shard index)."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+"""Files of which a model directory holds at least one: its tokenizer's vocabulary (transformers builds an empty
+tokenizer of one token, without an error, when there is none)."""
 
 
 def check_inputs(spec: SweepSpec, trials: list[Trial], source: str | Path) -> None:
@@ -89,14 +92,16 @@ def _batch_formula(settings: dict[str, Any], processes: int, steps: int) -> str:
 
 
 def model_problem(config: RunConfig) -> str | None:
-    """Why `config.model.path` is not a usable model directory (no config.json, no weights, a tokenizer that does not
-    load, no chat template while `task.prompt.chat` is set), or None."""
+    """Why `config.model.path` is not a usable model directory (no config.json, no weights, no tokenizer file or one
+    that does not load, no chat template while `task.prompt.chat` is set), or None."""
     path = Path(str(config.model.path))
     if not (path / "config.json").is_file():
         return f"{path} is not a model directory: no config.json (expected a Hugging Face model saved there)"
     if not any(next(path.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
         return (f"{path} is not a model directory: no weights (expected {' or '.join(WEIGHT_PATTERNS[:2])} files "
                 "next to config.json)")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        return f"{path} is not a model directory: no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})"
     from harness.tasks.prompts import check_chat_template
     from harness.trial.model import load_tokenizer
 
@@ -122,8 +127,8 @@ def check_task_data(config: RunConfig, where: str) -> None:
             load_task(config.task, config.rewards)
         except ValueError as error:
             raise ConfigError(f"{where}: {error}") from None
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    for message in dict.fromkeys(str(warning.message) for warning in caught):  # a file of both splits: once
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def local_paths(config: RunConfig) -> dict[str, tuple[str, str]]:
