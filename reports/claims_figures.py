@@ -41,7 +41,7 @@ def claim_figure(claim_id: str, rows: pd.DataFrame, out_dir: Path) -> tuple[str,
         unit = "log ratio" if (part["scale"] == "log ratio").all() else "difference"
         ax.set_title(f"{label} [{part['metric'].iloc[0]}, {unit}]", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    axes[-1, 0].set_xlabel("candidate - baseline, 95% interval (grey band: equivalence margin; colour: outcome)")
+    axes[-1, 0].set_xlabel("candidate - baseline, family-level 95% interval (grey band: margin; colour: outcome)")
     fig.suptitle(f"{claim_id}: the evidence")
     return f"{claim_id}: evidence rows with 95% intervals", save(fig, out_dir / f"claim_{claim_id}.png")
 

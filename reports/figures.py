@@ -148,8 +148,8 @@ def arm_figure(arms: pd.DataFrame, trials: pd.DataFrame, metric: str, out_dir: P
 
 
 def forest_figure(comparisons: pd.DataFrame, margin: float, metric: str, out_dir: Path) -> tuple[str, Path]:
-    """Every paired difference with its 95% interval (colour: candidate estimator), zero line, +-margin band
-    shaded, the verdict at the right."""
+    """Every paired difference with its family-level 95% interval (reports/decision.py; colour: candidate
+    estimator), zero line, +-margin band shaded, the verdict at the right."""
     rows = comparisons.reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.4))
     ax.axvspan(-margin, margin, color="0.85")
@@ -164,7 +164,8 @@ def forest_figure(comparisons: pd.DataFrame, margin: float, metric: str, out_dir
     right = ax.twinx()
     right.set_ylim(ax.get_ylim())
     right.set_yticks(range(len(rows)), list(rows["verdict"]), fontsize=8)
-    ax.set_xlabel(f"difference in held-out {metric} (candidate - baseline), 95% interval; grey: +-{margin}")
+    ax.set_xlabel(f"difference in held-out {metric} (candidate - baseline), family-level 95% interval; "
+                  f"grey: +-{margin}")
     ax.set_title("Paired differences (same seed, same items)")
     return "Paired differences", save(fig, out_dir / "forest.png")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 8px}
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em;display:block;max-width:100%;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 8px}
 th{background:#f3f3f3}img{max-width:100%;display:block;margin:1em 0}li{margin:0.3em 0}"""
 
 
