@@ -257,3 +257,51 @@ def test_paper_mini_runs_end_to_end_with_a_report_of_four_arms(tmp_path):
     summaries = [json.loads(p.read_text()) for p in (sweep / "trials").glob("*/summary.json")]
     lm_eval_keys = {f"lm_eval_lph_{task}_exact_match" for task in ("aime24", "aime25", "math500", "gpqa_diamond")}
     assert sum(lm_eval_keys <= set(s["eval"]) for s in summaries) == 4
+
+
+# --- 6. paper-mini is paper.yaml in miniature ------------------------------------------------------------------------
+
+MINI_MAY_DIFFER = {
+    # sizes
+    "base.trainer.num_generations", "base.trainer.per_device_train_batch_size",
+    "base.trainer.gradient_accumulation_steps", "base.trainer.max_steps", "base.trainer.max_completion_length",
+    "base.eval.n_examples", "base.eval.max_new_tokens", "base.eval.batch_size", "grid.rewards.semantic_density",
+    "seeds",
+    # paths and where it runs
+    "name", "base.task.path", "base.task.train_path", "base.model.path", "base.eval.data_dir", "executor",
+    # what only a GPU or the hub gives: vLLM rollouts, lm-eval's data (local files here, the hub in paper.yaml)
+    "base.trainer.use_vllm", "base.eval.lm_eval",
+}
+
+
+def spec_leaves(data: object, prefix: str = "") -> dict[str, object]:
+    """A YAML spec as {dotted key: value} (the executor as one key: where the sweep runs)."""
+    if isinstance(data, dict) and prefix != "executor.":
+        return {key: value for k, v in data.items() for key, value in spec_leaves(v, f"{prefix}{k}.").items()}
+    return {prefix.rstrip("."): data}
+
+
+def test_paper_mini_differs_from_paper_only_in_sizes_and_paths():
+    """The task, prompt (Qwen3's thinking included), estimators, rewards and precision keys of sweeps/paper-mini.yaml
+    are paper.yaml's; a key that differs, or that one spec has and the other lacks, must be in MINI_MAY_DIFFER."""
+    import yaml
+
+    paper, mini = (spec_leaves(yaml.safe_load((ROOT / "sweeps" / name).read_text()))
+                   for name in ("paper.yaml", "paper-mini.yaml"))
+    differing = {key for key in paper.keys() | mini.keys() if paper.get(key, "(absent)") != mini.get(key, "(absent)")}
+    assert differing <= MINI_MAY_DIFFER, sorted(differing - MINI_MAY_DIFFER)
+    prompts = [{k: v for k, v in spec.items() if k.startswith("base.task.prompt")} for spec in (paper, mini)]
+    assert prompts == [{"base.task.prompt.chat": True}] * 2  # Qwen3's thinking on in both (no enable_thinking)
+
+
+@pytest.mark.parametrize("reference", ["#### 204", "Adding the terms gives \\boxed{204}."])
+def test_a_truncated_trace_scores_wrong_not_as_its_last_number(reference):
+    """A thinking trace cut off by the token limit before any answer marker is wrong, even where the last number it
+    reached is the reference's (AIME's false hits); the same number stated as an answer, or closing a sentence, is
+    right."""
+    truncated = ["<think>\nLet me try 17 * 12 = 204, then check", "<think>\nSo m + n = 204",
+                 "<think>\n204 could be it but 17 * 12 = 204"]
+    stated = ["<think>\n17 * 12 = 204\n</think>\n\nThe answer is \\boxed{204}.", "#### 204", "So m + n = 204."]
+    scored = rewards.get("correctness")(None, truncated + stated, answer=[reference] * 6)
+    assert scored == [0.0] * 3 + [1.0] * 3
+    assert [score_generations(reference, [text])["exact_match"] for text in truncated + stated] == scored
