@@ -207,6 +207,15 @@ def test_declared_inputs_and_clear_errors():
         estimators.get("remax")(rewards, greedy_reward=torch.zeros(2))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("name", FIELD)
+def test_cuda_matches_cpu(name):
+    batch = random_batch(7)
+    out = call(name, {key: value.cuda() for key, value in batch.items()})
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out.cpu(), call(name, batch))
+
+
 # ---------------------------------------------------------------------------- the exact-gradient testbed's rows
 def test_testbed_rows_remax_is_unbiased_and_otb_has_the_highest_snr():
     """ReMax's baseline (the reward of the policy's mode) does not depend on the draws: its mean estimate is the exact
