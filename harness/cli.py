@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "diagnose": Command("harness.diagnostics.diagnose", "estimator diagnostics on the exact-gradient testbed"),
     "bench": Command("harness.bench", "benchmarks (estimators, rewards, train, eval, sweep)"),
     "gpu-check": Command("harness.gpu_check", "bf16 CUDA training step, CUDA estimator timings, vLLM rollouts"),
+    "model": Command("harness.trial.model_import", "model import FILE.gguf OUT_DIR: a local HF model directory"),
 }
 
 

