@@ -15,6 +15,7 @@ import yaml
 from harness.config import ConfigError, RunConfig, validate
 from harness.sweep import run_sweep
 from harness.sweep.spec import grid_trials, load_spec
+from harness.sweep.storage import redact
 from tests.conftest import ROOT, SMOKE
 
 
@@ -177,6 +178,19 @@ def test_a_storage_password_is_written_nowhere(tmp_path):
     written = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert root / "spec.json" in written and not any(b"s3cret-pw" in data for data in written.values())
     assert json.loads(written[root / "spec.json"])["spec"]["storage"] == "postgresql://lph:***@127.0.0.1:9/lph"
+
+
+@pytest.mark.parametrize(("url", "redacted"), [
+    ("postgresql://u:se/cret@h/db", "postgresql://u:***@h/db"),  # a "/" in the password
+    ("postgresql://u:p@ss@h:5432/db", "postgresql://u:***@h:5432/db"),  # an unencoded "@" in the password
+    ("postgresql://u@h/db?sslmode=require&password=s3cret", "postgresql://u@h/db?password=***&sslmode=require"),
+    ("postgresql+psycopg://u:p%40ss@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("sqlite:////tmp/a@b/study.db", "sqlite:////tmp/a@b/study.db"),  # nothing to hide: left as written
+    ("u:s3cret@h/db", "u:***@h/db"),  # no scheme: not parseable, the fallback still hides it
+])
+def test_redaction_parses_the_url(url, redacted):
+    assert redact(url) == redacted
+    assert not any(secret in redact(url) for secret in ("cret", "ss@", "s3cret"))
 
 
 def test_storage_from_an_environment_variable_and_a_report_that_reads_files_only(tmp_path, monkeypatch):

@@ -132,8 +132,12 @@ class ResultStore:
                     return False
                 path.unlink(missing_ok=True)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(mine)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(mine)
+            except OSError as error:  # a full disk: no half-written claim, and the error names the file
+                path.unlink(missing_ok=True)
+                raise OSError(error.errno, error.strerror, str(path)) from None
             return not self.is_done(trial_id)
         return False
 
