@@ -48,14 +48,14 @@ def test_smoke_sweep_on_slurm_equals_the_local_run_and_runs_the_array_in_paralle
 
 
 def test_a_failing_slurm_job_is_recorded(tmp_path):
-    # apex is not installed: the trial fails when it builds its optimizer (a batch mistake is refused at load)
+    # bitsandbytes is not installed: the trial fails when it builds its optimizer (a batch mistake is refused at load)
     path = spec_file(tmp_path, grid={"estimator.name": ["group_mean"], "trainer.optim": ["adamw_torch",
-                                                                                          "adamw_apex_fused"]},
+                                                                                          "adamw_bnb_8bit"]},
                      seeds=1, executor={"cpus_per_trial": 1, "mem_gb": 1})
     table = pd.read_parquet(run_sweep(path, executor="slurm", root=tmp_path / "fail") / "results.parquet")
     table = table.set_index("param.trainer.optim")
     assert table.loc["adamw_torch", "status"] == "done"
-    assert table.loc["adamw_apex_fused", "status"] == "failed" and "apex" in table.loc["adamw_apex_fused", "error"]
+    assert table.loc["adamw_bnb_8bit", "status"] == "failed" and "bitsandbytes" in table.loc["adamw_bnb_8bit", "error"]
 
 
 def job_devices(root: Path) -> dict[str, str]:

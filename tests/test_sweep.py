@@ -70,16 +70,16 @@ def test_smoke_sweep_writes_results_and_report_then_skips_finished_trials(tmp_pa
 
 
 def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path):
-    # apex is not installed: transformers refuses its fused optimizer when the trial builds its optimizer
+    # bitsandbytes is not installed: transformers refuses its 8-bit optimizer when the trial builds it
     path = spec_file(tmp_path, grid={"estimator.name": ["group_mean"], "trainer.optim": ["adamw_torch",
-                                                                                          "adamw_apex_fused"]}, seeds=1)
+                                                                                          "adamw_bnb_8bit"]}, seeds=1)
     root = run_sweep(path, root=tmp_path / "fail")
     table = pd.read_parquet(root / "results.parquet").set_index("param.trainer.optim")
     assert table.loc["adamw_torch", "status"] == "done"
-    failed = table.loc["adamw_apex_fused"]
-    assert failed["status"] == "failed" and "apex" in failed["error"], failed["error"]
+    failed = table.loc["adamw_bnb_8bit"]
+    assert failed["status"] == "failed" and "bitsandbytes" in failed["error"], failed["error"]
     report = (root / "report.md").read_text()
-    assert "1 trial(s) failed" in report and "apex" in report
+    assert "1 trial(s) failed" in report and "bitsandbytes" in report
     # re-running redoes only the failed trial
     run_sweep(path, root=root)
     store = ResultStore(root)
