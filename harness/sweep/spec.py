@@ -1,8 +1,9 @@
 """Sweep specification (YAML plus `--set KEY=VALUE` overrides, validated by pydantic) and its expansion into trials.
 
 A trial is a fully resolved `RunConfig`; its id is the hash of that config, so re-running a sweep recognises the
-trials it has already finished. Loading a spec builds its trials once, so bad values and missing local paths (model,
-data, SQLite storage directory) fail before anything is written or submitted.
+trials it has already finished. Loading a spec builds its trials once and checks their inputs (harness.sweep.checks:
+local paths, data files, model directories, TRL's batch rules), so bad input fails before anything is written or
+submitted.
 """
 
 from __future__ import annotations

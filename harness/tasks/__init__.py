@@ -52,7 +52,8 @@ def warm_start_target(record: Record) -> str:
 
 def load_task(config: TaskConfig, weights: dict[str, float] | None = None) -> TaskSplits:
     """Train/test records of the configured task; train records get `sft_answer` = their shortcut with probability
-    `shortcut_share` (seeded by the task seed). With the reward `weights` of the run, a `jsonl` file whose records
+    `shortcut_share` (seeded by the task seed). A file's records of one question are kept once (`distinct_items`, with
+    a `RepeatedItems` warning). With the reward `weights` of the run, a `jsonl` file whose records
     lack a reference solution while `semantic_density` has weight > 0 is a `ValueError` naming the file."""
     if config.name == "gsm8k":
         assert config.path is not None and config.train_path is not None
