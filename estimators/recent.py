@@ -85,8 +85,8 @@ def otb_advantage(
     verl: `compute_optimal_token_baseline_advantage` with its default `handle_zero_tail=True` (a lone longest
     completion's tail past the second-longest gets baseline 0) and no rollout importance weights."""
     running = mask.to(rewards.dtype)
-    path = ((1 - 2 * token_logprobs.exp() + sum_pi_squared) * running).cumsum(dim=-1) * running  # W_t, 0 off-mask
-    returns = rewards.unsqueeze(-1) * running  # G_t
-    baseline = (returns * path).sum(dim=1, keepdim=True) / (path.sum(dim=1, keepdim=True) + OTB_EPS)
-    baseline = torch.where(running.sum(dim=1, keepdim=True) > 1, baseline, 0.0)
-    return (returns - baseline) * running
+    # W_t, 0 off the mask (in place: one [B, G, T] temporary)
+    path = token_logprobs.exp().mul_(-2).add_(sum_pi_squared).add_(1).mul_(running).cumsum_(dim=-1).mul_(running)
+    baseline = torch.einsum("bg,bgt->bt", rewards, path).div_(path.sum(dim=1).add_(OTB_EPS))  # sum_i G W / sum_i W
+    baseline = torch.where(running.sum(dim=1) > 1, baseline, 0.0).unsqueeze(1)
+    return (rewards.unsqueeze(-1) - baseline).mul_(running)  # (G_t - B_t) m_t
