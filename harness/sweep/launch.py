@@ -14,6 +14,7 @@ on the others).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,6 +38,8 @@ PORT_BASE, PORT_SPAN = 20000, 20000
 """A multi-node job's rendezvous port: PORT_BASE + job id modulo PORT_SPAN (the same on every node of the job)."""
 STOP_GRACE_S = 30.0
 """Seconds the launched processes get to exit after SIGTERM before SIGKILL."""
+RUNNING: set[subprocess.Popen[bytes]] = set()
+"""The launches of this process that have not ended (`stop_running` stops them)."""
 
 
 def launch_settings(config: ExecutorConfig) -> Launch | None:
@@ -102,23 +105,42 @@ def launch_trial(config: RunConfig, run_dir: Path, launch: Launch, threads: int 
         command = accelerate_command(launch, config_path, run_dir)
         print(f"node {machine_rank(launch)} of {launch['nodes']}: {shlex.join(command)}", flush=True)
         child = subprocess.Popen(command, env=env, start_new_session=True)
+        RUNNING.add(child)
         try:
             status = child.wait()
         finally:
-            _stop(child)
+            stop(child)
+            RUNNING.discard(child)
     if status != 0:
         raise RuntimeError(f"accelerate launch of {launch['processes']} processes exited with status {status} "
                            f"(their output is in {run_dir / 'trial.log'} or the job's log)")
     return json.loads((run_dir / "summary.json").read_text()) if machine_rank(launch) == 0 else None
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    """Stop the launch's process group if it still runs: SIGTERM, then SIGKILL after `STOP_GRACE_S`."""
+def stop(child: subprocess.Popen[bytes]) -> None:
+    """Stop a launch and every process under it, if it still runs: SIGTERM to its process group (accelerate's
+    launcher stops its workers on it), then, after at most `STOP_GRACE_S`, SIGKILL to any of them left. Its
+    descendants are collected first: torch's elastic agent starts each training process in a session of its own,
+    outside the launch's process group, so a SIGKILL of the group alone would leave them training."""
+    import psutil  # a dependency of accelerate
+
     if child.poll() is not None:
         return
-    os.killpg(child.pid, signal.SIGTERM)
     try:
-        child.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+        processes = [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        processes = []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_S)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=STOP_GRACE_S)
+    child.wait()
+
+
+def stop_running() -> None:
+    """Stop every launch of this process still running (the worker's last act when its driver is gone)."""
+    for child in list(RUNNING):
+        stop(child)

@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.config import RunConfig
 from harness.lock import lock_hash
-from harness.sweep.launch import Launch, launch_trial, machine_rank
+from harness.sweep.launch import Launch, launch_trial, machine_rank, stop_running
 from harness.sweep.store import ResultStore, TrialRecord
 from harness.trial.handoff import Control, runner
 
@@ -53,9 +53,13 @@ def die_with_parent(parent: int) -> None:
 
 
 def _exit_when_orphaned(parent: int, every_s: float = 0.5) -> None:
-    """End this process (status 1, no cleanup) once its parent is no longer `parent`."""
+    """End this process (status 1, no other cleanup) once its parent is no longer `parent`, after stopping the
+    processes of the multi-process trial it launched (harness.sweep.launch.stop_running): they run in a session of
+    their own, so nothing else would stop them, and a new driver would rerun the trial in the same run directory
+    under their writes."""
     while os.getppid() == parent:
         time.sleep(every_s)
+    stop_running()
     os._exit(1)
 
 
