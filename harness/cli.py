@@ -36,6 +36,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("harness.trial.evaluate", "score a run directory's checkpoint with lm-evaluation-harness"),
     "report": Command("reports.__main__", "build the comparison report of a sweep directory"),
     "claims": Command("reports.claims", "the paper's claims, one by one, over sweeps and diagnostics"),
+    "settle": Command("reports.sequential", "replay the sequential (seeds on demand) procedure on a sweep"),
     "repro": Command("harness.repro", "headline numbers under torch's best and its generic CPU kernels, side by side"),
     "diagnose": Command("harness.diagnostics.diagnose", "estimator diagnostics on the exact-gradient testbed"),
     "bench": Command("harness.bench", "benchmarks (estimators, rewards, train, eval, sweep)"),

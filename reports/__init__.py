@@ -38,7 +38,8 @@ def build_report(root: Path | str) -> Path:
     from reports.claims import report_section
 
     claims = report_section(root, analysis)
-    sections = [build.verdict_section(analysis), *([claims] if claims else []), build.arms_section(analysis, out),
+    sections = [build.verdict_section(analysis), *([claims] if claims else []), *build.sequential_section(root),
+                build.arms_section(analysis, out),
                 build.comparisons_section(analysis, out), build.efficiency_section(analysis, out),
                 *build.across_section(analysis), build.curves_section(analysis, out), *build.optuna_sections(root),
                 build.failures_section(analysis.results), environment_section(analysis.results, analysis.provenance)]

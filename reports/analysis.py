@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from reports.aggregate import across_tasks
+from reports.decision import ALPHA
 from reports.compare import arm_table, comparison_table, plan
 from reports.data import finished_trials, held_out_metric, long_curves, provenance
 from reports.efficiency import efficiency_table, trial_efficiency
@@ -33,6 +34,7 @@ class ReportOptions:
     threshold: float | None = None
     metric: str | None = None
     margin_reason: str = DEFAULT_MARGIN_REASON
+    alpha: float = ALPHA  # the family-wise level of the verdicts (a sequential sweep's look spends less)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ReportOptions:
@@ -84,9 +86,9 @@ def analyse(results: pd.DataFrame, root: Path, options: ReportOptions) -> Analys
     margin = options.equivalence_margin
     eval_curves = curves_of_metric(long_curves(trials, "eval_curve.jsonl"), metric)
     per_trial = trial_efficiency(eval_curves, options.threshold)
-    efficiency = efficiency_table(per_trial, pairs, margin)
+    efficiency = efficiency_table(per_trial, pairs, margin, options.alpha)
     limits = per_trial.groupby("task")["threshold"].first().to_dict() if not per_trial.empty else {}
-    return Analysis(results, trials, arm_table(trials), comparison_table(trials, pairs, margin), eval_curves,
+    return Analysis(results, trials, arm_table(trials), comparison_table(trials, pairs, margin, options.alpha), eval_curves,
                     efficiency, across_tasks(trials, pairs), long_curves(trials, "metrics.jsonl"), limits, options,
                     metric, provenance(list(trials["run_dir"])))
 

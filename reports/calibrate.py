@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.decision import conclusion_of, judge
+from reports.decision import conclusion_of, direction, judge
+from reports.sequential import SeedPlan, Settle
 from reports.stats import estimate
 
 ROWS = 4
@@ -83,6 +84,69 @@ def conclusion_rates(effects: list[float], design: Design, replicates: int, seed
     counts = Counter(conclusion_of(judge(frame)["outcome"]) for frame in frames)
     return {name: counts[name] / replicates for name in
             ("supported", "partly supported", "mixed", "partly refuted", "refuted", "not detectable")}
+
+
+def look_frames(effects: list[float], plan: SeedPlan, design: Design, replicates: int,
+                rng: np.random.Generator, predict: str = "better") -> list[list[pd.DataFrame]]:
+    """frames[look][replicate]: the evidence rows of each replicate at each look, row k's estimate on the first
+    n_look seeds of its own max-seed matrices (rows have arms of their own)."""
+    design = Design(**{**design.__dict__, "n_seeds": plan.max})
+    estimates = []  # [row][look] -> dict of arrays over replicates
+    for effect in effects:
+        matrices = np.concatenate([paired_matrices(effect, design, min(CHUNK, replicates - start), rng)
+                                   for start in range(0, replicates, CHUNK)])
+        estimates.append([{key: np.atleast_1d(getattr(result, key)) for key in ("mean", "se", "df", "p_value")}
+                          for result in (estimate(matrices[:, :n]) for n in plan.looks)])
+    return [[pd.DataFrame({"diff": [e[look]["mean"][r] for e in estimates],
+                           "se": [e[look]["se"][r] for e in estimates], "df": [e[look]["df"][r] for e in estimates],
+                           "p_value": [e[look]["p_value"][r] for e in estimates], "margin": MARGIN,
+                           "higher_is_better": True, "predict": predict, "ci_low": np.nan, "ci_high": np.nan})
+             for r in range(replicates)] for look in range(len(plan.looks))]
+
+
+def settle_replicate(frames: list[pd.DataFrame], plan: SeedPlan) -> tuple[Settle, list[str]]:
+    """One replicate through reports.sequential.Settle (the live driver's and `lph settle`'s bookkeeping), each
+    look's rows judged by reports.decision.judge at the look's alpha; returns the state and each row's direction
+    (better / worse / ...) at its stopping look."""
+    state = Settle(plan)
+    arms = {f"{side}{k}" for k in range(len(frames[0])) for side in "cb"}
+    directions: dict[int, str] = {}
+    for look, alpha in enumerate(state.alphas):
+        state.advance(look, arms)
+        judged = judge(frames[look], alpha)
+        state.look(look, [{"id": "X", "evidence": "e", "candidate": f"c{k}", "baseline": f"b{k}", "task": "t",
+                           "scope": str(k), "arms": [f"c{k}", f"b{k}"], "n_seeds": plan.looks[look],
+                           "decision": o if o != "undecided" else None}
+                          for k, o in enumerate(judged["outcome"])])
+        for k, found in enumerate(judged["verdict"]):
+            row = state.rows[("X", "e", f"c{k}", f"b{k}", "t", str(k))]
+            if row.stopped_at == plan.looks[look] and k not in directions:
+                directions[k] = direction(found)
+        if state.finish():
+            break
+    return state, [directions[k] for k in sorted(directions)]
+
+
+def sequential_rates(effects: list[float], plan: SeedPlan, design: Design, replicates: int,
+                     seed: int = 0) -> dict[str, float]:
+    """Over replicates of a sequential claim: the share of claims reaching each conclusion, the share of rows
+    decided better / worse (a false statement when the truth is 0), and the mean trials against the fixed design
+    at plan.max seeds (2 arms per row)."""
+    frames = look_frames(effects, plan, design, replicates, np.random.default_rng(seed))
+    counts: Counter[str] = Counter()
+    directed, trials = 0, 0
+    for r in range(replicates):
+        state, directions = settle_replicate([frames[look][r] for look in range(len(plan.looks))], plan)
+        outcomes = [row.decision if row.decision in ("holds", "fails") else "undecided"
+                    for row in state.rows.values()]
+        counts[conclusion_of(outcomes)] += 1
+        directed += sum(d in ("better", "worse") for d in directions)
+        trials += sum(state.arm_seeds.values())
+    fixed = 2 * len(effects) * plan.max
+    return {**{name: counts[name] / replicates for name in
+               ("supported", "partly supported", "mixed", "partly refuted", "refuted", "not detectable")},
+            "rows decided better or worse": directed / (replicates * len(effects)),
+            "mean trials": trials / replicates, "fixed design trials": fixed}
 
 
 def calibration(replicates: int, seeds: tuple[int, ...] = (3, 10)) -> list[dict[str, object]]:

@@ -30,23 +30,24 @@ from reports.claims_evidence import Source, evidence_rows, item_values, load_sou
 from reports.claims_figures import claim_figure, length_figure, length_table
 from reports.claims_spec import Claim, ClaimsSpec, ClaimsSpecError, load_claims
 from reports.render import Section, render_html, render_markdown
-from reports.decision import OUTCOMES, conclusion_of, judge
+from reports.decision import ALPHA, OUTCOMES, conclusion_of, judge
 from reports.stats import MAX_SEEDS
 from reports.tables import format_frame
 
 ROW_FIELDS = ["evidence", "metric", "sweep", "task", "scope", "candidate", "baseline", "n_seeds", "n_items",
               "candidate_mean", "baseline_mean", "diff", "ci_low", "ci_high", "ci95_low", "ci95_high", "family_size",
               "p_value", "p_adjusted", "mde80", "seeds_to_detect", "verdict", "predict", "outcome", "margin",
-              "margin_reason", "rl_gain", "mechanism_cosine", "mechanism_scale_cv", "scale", "noise", "run_dir"]
+              "margin_reason", "rl_gain", "mechanism_cosine", "mechanism_scale_cv", "looks", "stopped_at", "scale",
+              "noise", "run_dir"]
 TABLE_COLUMNS = ["evidence", "sweep", "scope", "n_seeds", "n_items", "candidate_mean", "baseline_mean", "diff", "ci",
                  "margin", "p_adjusted", "mde80", "seeds_to_detect", "verdict", "outcome"]
 MECHANISM_RESCALING = 0.99  # mean cosine with the baseline's advantages above which an arm is a rescaling of it
 
 
-def judge_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The claim's rows judged as one family by reports.decision.judge: family-level interval, `p_adjusted`,
-    `verdict` and `outcome` (holds, fails, undecided)."""
-    return judge(pd.DataFrame(rows))
+def judge_rows(rows: list[dict[str, Any]], alpha: float = ALPHA) -> pd.DataFrame:
+    """The claim's rows judged as one family by reports.decision.judge at family-wise level `alpha`:
+    family-level interval, `p_adjusted`, `verdict` and `outcome` (holds, fails, undecided)."""
+    return judge(pd.DataFrame(rows), alpha)
 
 
 def place(row: pd.Series) -> str:
@@ -154,8 +155,8 @@ def by_construction(claim: Claim) -> dict[str, Any]:
             "untested": []}
 
 
-def judge_claim(claim: Claim, sources: list[Source]) -> dict[str, Any]:
-    """One claim's entry of claims.json."""
+def judge_claim(claim: Claim, sources: list[Source], alpha: float = ALPHA) -> dict[str, Any]:
+    """One claim's entry of claims.json, its rows judged at family-wise level `alpha`."""
     head = {"id": claim.id, "text": claim.text, "source": claim.source, "tested_by": claim.tested_by}
     if claim.by_construction:
         return head | by_construction(claim)
@@ -175,7 +176,7 @@ def judge_claim(claim: Claim, sources: list[Source]) -> dict[str, Any]:
                        "headline": f"**not tested here**: {claim.tested_by or 'a sweep of its arms'} would test it.",
                        "summary": f"No run given bears on it{why}; {claim.tested_by or 'a sweep of its arms'} "
                                   "would test it."}
-    judged = judge_rows(rows)
+    judged = with_looks(claim.id, judge_rows(rows, alpha), sources)
     conclusion, line, summary = conclude(judged)
     if untested:
         summary += (f" Not tested here: {'; '.join(untested)}"
@@ -184,6 +185,24 @@ def judge_claim(claim: Claim, sources: list[Source]) -> dict[str, Any]:
                 for _, row in judged.iterrows()]
     return head | {"conclusion": conclusion, "headline": line, "summary": summary, "untested": untested,
                    "evidence": evidence}
+
+
+def with_looks(claim_id: str, judged: pd.DataFrame, sources: list[Source]) -> pd.DataFrame:
+    """Rows that a sequential sweep settled (reports/sequential.py) take its decision as their `outcome` (the
+    procedure's error control covers its looks; a fixed-sample judgement of the final data does not), with their
+    `looks` and `stopped_at`; `verdict` and the interval stay those of all the row's seeds."""
+    settled = {key: row for source in sources for key, row in source.settled().items()}
+    if not settled:
+        return judged
+    looks, stopped, outcomes = [], [], []
+    for _, row in judged.iterrows():
+        found = settled.get((claim_id, row["evidence"], row["candidate"], row["baseline"], row["task"],
+                             row["scope"]))
+        looks.append(found["looks"] if found else None)
+        stopped.append(found["stopped_at"] if found else None)
+        decision = found["decision"] if found else row["outcome"]
+        outcomes.append(decision if decision in OUTCOMES else "undecided")
+    return judged.assign(looks=looks, stopped_at=stopped, outcome=outcomes)
 
 
 def whole(field: str, value: Any) -> Any:

@@ -40,6 +40,14 @@ class Source:
     analysis: Analysis | None = None
     diagnostics: pd.DataFrame | None = None
 
+    def settled(self) -> dict[tuple, dict[str, Any]]:
+        """The claim rows a sequential sweep settled (its settle.json, reports/sequential.py), by (claim id,
+        evidence, candidate, baseline, task, scope)."""
+        path = self.root / "settle.json"
+        rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+        return {(r["id"], r["evidence"], r["candidate"], r["baseline"], r["task"], r["scope"]): r
+                for r in rows if r["id"] is not None}
+
     @property
     def margin(self) -> float:
         return self.analysis.options.equivalence_margin if self.analysis else ReportOptions().equivalence_margin

@@ -27,7 +27,7 @@ from reports.data import (
     outcome_matrix,
     paired_matrix,
 )
-from reports.decision import judge
+from reports.decision import ALPHA, judge
 from reports.stats import Estimate, estimate
 
 EXPECTED = {"control: shuffled": "worse", "control: RL": "better"}
@@ -106,17 +106,18 @@ def comparison_row(pair: Pair, result: Estimate, noise: str) -> dict:
             "seeds_to_detect": result.seeds_to_detect(), "noise": noise}
 
 
-def comparison_table(trials: pd.DataFrame, pairs: list[Pair], margin: float) -> pd.DataFrame:
+def comparison_table(trials: pd.DataFrame, pairs: list[Pair], margin: float, alpha: float = ALPHA) -> pd.DataFrame:
     """Each pair's paired difference (candidate - baseline), family-level interval, adjusted p-value and verdict."""
     by_arm = {arm: group for arm, group in trials.groupby("arm", sort=False)}
     rows = []
     for pair in pairs:
         matrix, noise = paired_matrix(by_arm[pair.candidate], by_arm[pair.baseline])
         rows.append(comparison_row(pair, estimate(matrix), noise))
-    return with_verdicts(pd.DataFrame(rows), margin, higher_is_better=True)
+    return with_verdicts(pd.DataFrame(rows), margin, higher_is_better=True, alpha=alpha)
 
 
-def with_verdicts(table: pd.DataFrame, margin: float | None, higher_is_better: bool) -> pd.DataFrame:
+def with_verdicts(table: pd.DataFrame, margin: float | None, higher_is_better: bool,
+                  alpha: float = ALPHA) -> pd.DataFrame:
     """The table judged by reports.decision.judge (family-level interval, `p_adjusted`, `verdict`): the claim
     comparisons (every kind but the controls) form one family; each control (`kind` "control: ...") is a single
     pre-specified check that the sweep could see an effect, a family of its own."""
@@ -124,5 +125,5 @@ def with_verdicts(table: pd.DataFrame, margin: float | None, higher_is_better: b
         return table
     table = table.assign(margin=margin, higher_is_better=higher_is_better)
     controls = table["kind"].astype(str).str.startswith("control")
-    families = [judge(table[~controls])] + [judge(table.loc[[index]]) for index in table.index[controls]]
+    families = [judge(table[~controls], alpha)] + [judge(table.loc[[index]], alpha) for index in table.index[controls]]
     return pd.concat([f for f in families if not f.empty]).loc[table.index]

@@ -89,6 +89,13 @@ def arm_columns(results: pd.DataFrame) -> list[str]:
     return sorted(c for c in results.columns if c.startswith("param.") and not c.startswith("param.task."))
 
 
+def result_arms(results: pd.DataFrame) -> list[Arm]:
+    """The arm of each row of a results table (its task and swept parameters)."""
+    columns = arm_columns(results)
+    return [make_arm(task, {c.removeprefix("param."): row[c] for c in columns})
+            for task, (_, row) in zip(task_labels(results), results.iterrows())]
+
+
 def local_run_dir(row: pd.Series, root: Path) -> str | None:
     """The trial's recorded run_dir, or ROOT/trials/<trial_id> when that path is gone (a moved or copied sweep)."""
     recorded = row.get("run_dir")
@@ -104,10 +111,8 @@ def finished_trials(results: pd.DataFrame, root: Path, metric: str | None = None
     trials when None). Duplicate (arm, seed) rows keep the first."""
     done = results[results["status"] == "done"].copy()
     fallback = held_out_metric(results)
-    columns = arm_columns(results)
     tasks = task_labels(done)
-    arms = [make_arm(task, {c.removeprefix("param."): row[c] for c in columns})
-            for task, (_, row) in zip(tasks, done.iterrows())]
+    arms = result_arms(done)
     frame = pd.DataFrame({"task": tasks.to_numpy(), "arm": arms, "seed": done["seed"].to_numpy(),
                           "run_dir": [local_run_dir(row, root) for _, row in done.iterrows()],
                           "score": done[fallback].to_numpy(dtype=float) if fallback in done else np.nan})

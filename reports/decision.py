@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-ALPHA = 0.05
+from reports.stats import ALPHA
 PREDICTIONS = ("better", "better_by_margin", "not_worse", "differs", "differs_by_margin")
 NEEDS_MARGIN = ("better_by_margin", "not_worse", "differs_by_margin")
 OUTCOMES = ("holds", "fails", "undecided")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from reports.compare import Pair, comparison_row, with_verdicts
+from reports.decision import ALPHA
 from reports.stats import estimate
 
 
@@ -62,7 +63,7 @@ def trial_efficiency(curves: pd.DataFrame, configured: float | None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def efficiency_table(per_trial: pd.DataFrame, pairs: list[Pair], margin: float) -> pd.DataFrame:
+def efficiency_table(per_trial: pd.DataFrame, pairs: list[Pair], margin: float, alpha: float = ALPHA) -> pd.DataFrame:
     """Seed-paired comparisons of auc (higher is better, equivalence margin) and steps (lower is better)."""
     if per_trial.empty:
         return pd.DataFrame()
@@ -78,5 +79,5 @@ def efficiency_table(per_trial: pd.DataFrame, pairs: list[Pair], margin: float) 
             result = estimate((merged[metric] - merged[f"{metric}.base"]).to_numpy(float)[:, None])
             reached = f"{int(merged['reached'].sum())}/{int(merged['reached.base'].sum())} of {len(merged)}"
             rows.append(comparison_row(pair, result, "seeds") | {"metric": metric, "reached": reached})
-        tables.append(with_verdicts(pd.DataFrame(rows), metric_margin, higher))
+        tables.append(with_verdicts(pd.DataFrame(rows), metric_margin, higher, alpha))
     return pd.concat(tables, ignore_index=True)

@@ -162,3 +162,27 @@ def failures_section(results: pd.DataFrame) -> Section:
         section.text.append(f"{len(failed)} trial(s) failed; their tracebacks are in each trial's result.json.")
         section.tables.append(tables.format_frame(failed))
     return section
+
+
+def sequential_section(root: Path) -> list[Section]:
+    """The looks of a sequential sweep (RUN_DIR/settle.json, reports/sequential.py): per row the seeds it used and
+    why it stopped, per arm the seeds run, the trials against the fixed design; none for a fixed design."""
+    path = root / "settle.json"
+    if not path.is_file():
+        return []
+    settle = json.loads(path.read_text())
+    plan = settle["plan"]
+    alphas = ", ".join(f"{a:.4f}" for a in settle["alphas"])
+    section = Section("Sequential design", [
+        f"Seeds on demand (reports/sequential.py): looks at {plan['start']} seeds, then every {plan['step']} more, "
+        f"up to {plan['max']}; each look spends part of alpha ({alphas}: Pocock-type alpha spending, Lan & DeMets "
+        "1983), and a row stops at its first decisive look. "
+        f"{settle['trials']} trials run against {settle['fixed_design_trials']} in the fixed design at "
+        f"{plan['max']} seeds."])
+    rows = pd.DataFrame([{"claim": r["id"] or "", "task": r["task"], "comparison": r["scope"],
+                          "seeds used": r["stopped_at"], "decision": r["decision"],
+                          "looks": "; ".join(f"{look['seeds']}: {look['decision'] or 'undecided'}"
+                                             for look in r["looks"])} for r in settle["rows"]])
+    arms = pd.DataFrame([{"arm": arm, "seeds run": seeds} for arm, seeds in settle["arms"].items()])
+    section.tables += [rows, arms]
+    return [section]

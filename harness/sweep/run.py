@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import functools
 import tempfile
 import time
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 
 from harness.config import ConfigError
@@ -59,6 +61,57 @@ def run_grid(sweep: Sweep, trials: list[Trial], progress: SweepProgress) -> None
                     progress.finished(record)
     finally:
         sweep.release_claims()
+
+
+def run_sequential(sweep: Sweep, trials: list[Trial], progress: SweepProgress) -> None:
+    """A sequential sweep (`seeds: {start, step, max}`, reports/sequential.py): before each look, run the seeds of
+    that look for the arms that still need them (all arms before the first), then judge every report comparison
+    and claim row at the look's share of alpha; stop when no row needs more seeds. RUN_DIR/settle.json is rewritten
+    after every look; a rerun replays the finished looks from the finished trials and goes on."""
+    from reports.claims_spec import load_claims
+    from reports.data import result_arms
+    from reports.sequential import SeedPlan, Settle, arm_key, row_records, spec_options, write_settle
+
+    spec = sweep.spec
+    assert spec.sequential is not None
+    state = Settle(SeedPlan(**spec.sequential.model_dump()))
+    claims = load_claims(spec.claims) if spec.claims else None
+    options = spec_options(sweep.root)
+    rank = {seed: k for k, seed in enumerate(spec.seed_list)}
+    for look, alpha in enumerate(state.alphas):
+        table = sweep.store.write_table()
+        done = table[table["status"] == "done"] if len(table) else table
+        arm_of = arms_of_trials(trials, done)
+        needed = state.needed()
+        run_grid(sweep, [t for t in trials if rank[t.seed] < state.plan.looks[look]
+                         and (needed is None or arm_of.get(t.trial_id) in needed or t.trial_id not in arm_of)],
+                 progress)
+        table = sweep.store.write_table()
+        done = table[table["status"] == "done"]
+        state.advance(look, {arm_key(a.task, a.label) for a in result_arms(done)})
+        state.look(look, row_records(state.subset(done), sweep.root, options, claims, alpha))
+        done_looking = state.finish()
+        write_settle(sweep.root, state, len(trials))
+        if done_looking:
+            break
+
+
+def arms_of_trials(trials: list[Trial], done: pd.DataFrame) -> dict[str, str]:
+    """trial_id -> arm key (reports.sequential.arm_key) for every trial whose arm has a finished trial: trials of
+    one arm share their params, so a finished trial names the arm of its seeds still to run."""
+    from reports.data import result_arms
+    from reports.sequential import arm_key
+
+    if not len(done):
+        return {}
+    finished = dict(zip(done["trial_id"], (arm_key(a.task, a.label) for a in result_arms(done))))
+    by_params = {params_key(t): finished[t.trial_id] for t in trials if t.trial_id in finished}
+    return {t.trial_id: by_params[params_key(t)] for t in trials if params_key(t) in by_params}
+
+
+def params_key(trial: Trial) -> str:
+    """A trial's arm without its seed: its swept parameters (and control kind)."""
+    return json.dumps([trial.params, str(trial.control)], sort_keys=True, default=str)
 
 
 def sweep_trials(spec: SweepSpec, label: str) -> list[Trial]:
@@ -170,7 +223,8 @@ def execute_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = 
         trials = with_controls(grid)
         trials = trials[:max_trials] if max_trials is not None else trials
         progress = SweepProgress(len(trials))
-        run = functools.partial(run_grid, sweep, trials, progress)
+        runner = run_sequential if spec.sequential is not None else run_grid
+        run = functools.partial(runner, sweep, trials, progress)
     try:
         with progress.bar:
             run()

@@ -135,12 +135,29 @@ class ExecutorConfig(Strict):
         return self
 
 
+class SeedPlanConfig(Strict):
+    """`seeds: {start, step, max}`: a group-sequential sweep (reports/sequential.py): every arm runs `start` seeds,
+    then `step` more at each look for the arms of rows still undecided, up to `max`."""
+
+    start: int = Field(ge=2)
+    step: int = Field(ge=1)
+    max: int = Field(ge=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeedPlanConfig:
+        if self.max < self.start:
+            raise ValueError(f"seeds.max ({self.max}) must be at least seeds.start ({self.start})")
+        return self
+
+
 class ReportConfig(Strict):
     """The report built at the end of a sweep (`report: false` turns it off; `report: true` keeps the defaults)."""
 
     enabled: bool = True
     equivalence_margin: float = Field(0.02, gt=0, lt=1,
-                                      description="'equivalent' when a difference's 95% interval lies inside +-margin")
+                                      description="the smallest difference that matters (reports/decision.py)")
+    margin_reason: str | None = Field(None, min_length=1, description="why a smaller difference does not matter; "
+                                      "default: the reason reports/analysis.py gives for 0.02 of pass@1")
     threshold: float | None = Field(None, ge=0, le=1, description="held-out metric for steps-to-threshold; default: "
                                     "warm start + half the best final gain")
     metric: str | None = Field(None, pattern=r"^(greedy|pass@[1-9][0-9]*)$",
@@ -165,6 +182,28 @@ class SweepSpec(Strict):
     storage: str | None = Field(None, description="Optuna storage URL, or ${NAME}: the URL in environment variable "
                                 "NAME; default a journal file in the sweep dir")
     report: ReportConfig = Field(default_factory=lambda: ReportConfig())
+    sequential: SeedPlanConfig | None = Field(None, description="set by `seeds: {start, step, max}`")
+    claims: str | None = Field(None, description="a claims file whose rows a sequential sweep settles too")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_plan(cls, data: Any) -> Any:
+        """`seeds: {start, step, max}` -> `sequential` and the seeds 0 .. max - 1 (each look takes the next ones)."""
+        if isinstance(data, dict) and isinstance(data.get("seeds"), dict):
+            plan = SeedPlanConfig.model_validate(data["seeds"])
+            data = {**data, "sequential": plan, "seeds": list(range(plan.max))}
+        return data
+
+    @model_validator(mode="after")
+    def _claims_file(self) -> SweepSpec:
+        if self.claims is not None:
+            if self.sequential is None:
+                raise ValueError("claims: only a sequential sweep (seeds: {start, step, max}) settles claim rows")
+            if not Path(self.claims).is_file():
+                raise ValueError(f"claims: {self.claims}: no such file")
+        if self.sequential is not None and self.optuna is not None:
+            raise ValueError("seeds: {start, step, max} (a sequential sweep) does not go with optuna")
+        return self
 
     @field_validator("name")
     @classmethod
