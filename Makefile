@@ -39,8 +39,9 @@ claims: demo
 	$(PY) -m harness.sweep sweeps/cohort.yaml
 	$(PY) -m harness.sweep sweeps/ablation.yaml --set name=lambdarank \
 		--set 'grid.estimator.name=[group_mean,pairwise_sum,lambdarank]' --set 'grid.rewards.semantic_density=[0.0]'
+	$(PY) -m harness.sweep sweeps/recent.yaml
 	$(PY) -m harness.diagnostics sweeps/diagnostics.yaml
-	$(PY) -m reports.claims runs/ablation runs/cohort runs/lambdarank runs/diagnostics --out runs/claims
+	$(PY) -m reports.claims runs/ablation runs/cohort runs/lambdarank runs/recent runs/diagnostics --out runs/claims
 
 # Train the default ablation's warm starts on this machine and ship them in harness/warm_starts/ (existing ones are
 # kept: rm -r the directory, or run python -m harness.trial.ship SPEC --force, to retrain).
