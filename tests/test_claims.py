@@ -387,6 +387,11 @@ def test_a_real_smoke_sweep_carries_what_the_claims_read(tmp_path):
     claims_main([str(root), "--out", str(tmp_path / "out")])
     found = claims(tmp_path / "out")
     assert len(found["C1"]["evidence"]) == 2  # correctness only and + semantic density
+    # the mechanism check: attenuated_pairwise's advantages against group_mean's on the same rollouts
+    # (null where no step of the arm's trials had reward variance: the 2-step smoke trials often have none)
+    cosines = [r["mechanism_cosine"] for r in found["C1"]["evidence"] if r["mechanism_cosine"] is not None]
+    assert cosines and all(-1 <= c <= 1 for c in cosines)
+    assert "Mechanism: on the same rollouts the candidate's advantages agree" in found["C1"]["summary"]
     for metric in ("train:advantage/zero_group_frac", "train:entropy"):
         evidence = rows(found["C3"] if "zero" in metric else found["C6"], metric=metric)
         assert len(evidence) == 2 and all(r["n_seeds"] == 2 for r in evidence), metric
