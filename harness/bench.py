@@ -1,4 +1,5 @@
-"""Benchmarks: `python -m harness.bench {estimators,rewards,train,eval,sweep,all} ... [--out runs/bench]`.
+"""Benchmarks: `python -m harness.bench {estimators,rewards,train,eval,floor,sweep,all} ... [--out runs/bench]
+[--threads N]`.
 
 Each benchmark prints a table and writes `<out>/<name>.json`. Ratios compare figures measured in the same run.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from harness.cli import HelpFormatter
+from harness.threads import set_threads
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {}
 
@@ -271,6 +273,66 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "ratio": round(ratio, 2), "noise": noise_rows(rows=2 if args.quick else 8)}
 
 
+def forward_flops_per_token(model: torch.nn.Module, context: float) -> float:
+    """Forward FLOPs of one generated token with a KV cache at `context` positions: 2 per weight of every
+    `nn.Linear` (projections, MLP, the LM head: one multiply and one add each) plus attention's 4 per layer, position
+    and query dimension (scores q.k over `context` keys, then the weighted sum of as many values); embedding
+    look-ups, norms and the softmax are left out (under 1% at the tiny model's sizes). Kaplan et al. 2020, eq. 2.1."""
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2.0 * linear + 4.0 * config.num_hidden_layers * context * config.num_attention_heads * head_dim
+
+
+def matmul_row(label: str, m: int, k: int, n: int) -> dict[str, Any]:
+    """The CPU's float32 matmul throughput `[m, k] @ [k, n]` (2 m k n FLOPs per call, median call of `time_call`)
+    on this process's torch threads, as a `floor` row."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
+    seconds = time_call(lambda: a @ b, min_seconds=1.0)
+    return {"row": label, "gflop": round(2 * m * k * n / 1e9, 4), "seconds": round(seconds, 6),
+            "gflop_per_second": round(2 * m * k * n / seconds / 1e9, 2), "utilisation": None}
+
+
+@benchmark("floor")
+def bench_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """The held-out scorer against the CPU's floor: the harness sampler (harness.trial.scoring.decode) on the eval
+    benchmark's items, policy and k samples, in generated tokens/s times `forward_flops_per_token` at the mean
+    context (prompt + half the mean completion), as a share (`utilisation`) of the CPU's float32 matmul throughput
+    measured in the same run, large (1024^3) and at the policy's own decode shape (the batch's rows x hidden @
+    hidden x MLP width)."""
+    from harness.config import RunConfig
+    from harness.tasks import item_id, load_task, render_prompts
+    from harness.trial.model import load_policy
+    from harness.trial.scoring import decode, sample_seed
+
+    n = 4 if args.quick else 50
+    config = RunConfig.model_validate({"eval": {"n_examples": n}})
+    k, max_tokens, batch = config.eval.samples, config.eval.max_new_tokens, config.eval.batch_size
+    model, tokenizer, _ = load_policy(config.model, config.task)
+    records = load_task(config.task).test[:n]
+    prompts = render_prompts(records, config.task.prompt, tokenizer)
+    seeds = [[sample_seed(config.seed, item_id(r["question"]), j) for j in range(k)] for r in records]
+    started = time.perf_counter()
+    completions = decode(model, tokenizer, prompts, seeds, max_tokens, batch)
+    seconds = time.perf_counter() - started
+    lengths = [min(max_tokens, len(ids) + 1) for row in completions  # + 1: the <eos> that ended a short one
+               for ids in tokenizer(row, add_special_tokens=False)["input_ids"]]
+    prompt_tokens = sum(len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]) / n
+    flops = sum(lengths) * forward_flops_per_token(model, prompt_tokens + sum(lengths) / len(lengths) / 2)
+    rows = [matmul_row("matmul 1024x1024 @ 1024x1024", 1024, 1024, 1024),
+            matmul_row(f"matmul at the decode shape {batch}x{model.config.hidden_size} @ "
+                       f"{model.config.hidden_size}x{model.config.intermediate_size}", batch,
+                       model.config.hidden_size, model.config.intermediate_size)]
+    rows.append({"row": f"harness sampler ({sum(lengths)} tokens, {n * k} completions)",
+                 "gflop": round(flops / 1e9, 4), "seconds": round(seconds, 3),
+                 "gflop_per_second": round(flops / seconds / 1e9, 3),
+                 "utilisation": round(flops / seconds / 1e9 / rows[0]["gflop_per_second"], 4)})
+    return {"rows": rows, "flops_per_token": round(forward_flops_per_token(model, prompt_tokens)),
+            "tokens_per_second": round(sum(lengths) / seconds, 1),
+            "utilisation_at_decode_shape": round(flops / seconds / 1e9 / rows[1]["gflop_per_second"], 4)}
+
+
 SMOKE_TUNE = ["grid={}", "seeds=1", "base.estimator.name=attenuated_pairwise", "executor.workers=2",
               "optuna={n_trials: 4, sampler: tpe, space: {estimator.beta: {type: float, low: 0.1, high: 10.0}}}"]
 """`--set` overrides turning the smoke sweep into an Optuna search of 4 suggestions x 1 seed on 2 local workers."""
@@ -362,7 +424,16 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"one or more of {', '.join(sorted(BENCHMARKS))}, or all")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="directory of the <name>.json results")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for tests of the benchmark itself)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch's intra-op threads (default: LPH_THREADS, else OMP_NUM_THREADS, else every core; "
+                             "harness.threads); recorded in each result's environment")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads}: expected a positive integer")
+    try:
+        set_threads(args.threads)
+    except ValueError as error:  # a bad LPH_THREADS or OMP_NUM_THREADS
+        parser.error(str(error))
     names = sorted(BENCHMARKS) if "all" in args.names else list(dict.fromkeys(args.names))
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:

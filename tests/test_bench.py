@@ -26,3 +26,31 @@ def test_named_benchmarks_each_write_their_rows(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("rewards ->") == out.count("estimators ->") == 1
     assert out.index("rewards ->") < out.index("estimators ->")  # in the order given
+
+
+def test_bench_sets_and_records_its_threads_and_the_floor_rows(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        main(["floor", "--quick", "--threads", "1", "--out", str(tmp_path)])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "floor.json").read_text())
+    assert result["environment"]["threads"] == 1
+    large, decode_shape, sampler = result["rows"]
+    assert large["gflop"] == round(2 * 1024**3 / 1e9, 4) and large["gflop_per_second"] > 0
+    assert sampler["utilisation"] == round(sampler["gflop_per_second"] / large["gflop_per_second"], 4)
+    assert 0 < sampler["utilisation"] < 1 and result["tokens_per_second"] > 0
+
+
+def test_forward_flops_per_token_counts_every_linear_weight_twice_plus_attention():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from harness.bench import forward_flops_per_token
+
+    config = Qwen2Config(vocab_size=50, hidden_size=8, intermediate_size=24, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(config)
+    per_layer = 8 * 8 + 8 * 4 + 8 * 4 + 8 * 8 + 3 * 8 * 24  # q, k, v (one KV head of 4), o; gate, up, down
+    linear = 2 * per_layer + 8 * 50  # the tied LM head is a Linear too
+    assert forward_flops_per_token(model, 10) == 2 * linear + 4 * 2 * 10 * 8

@@ -30,6 +30,7 @@ from harness.sweep.launch import launch_settings
 from harness.sweep.payload import TrialPayload, die_with_parent, execute_trial
 from harness.sweep.spec import ExecutorConfig
 from harness.sweep.store import TrialRecord
+from harness.threads import local_trial_threads
 
 OnStart = Callable[[TrialPayload], None]
 SLURM_MARGIN_MIN = 5
@@ -88,10 +89,11 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """`config.workers` spawned worker processes (no state leaks from the driver); more trials wait in a queue."""
+    """`config.workers` spawned worker processes (no state leaks from the driver), each trial on
+    `harness.threads.local_trial_threads` torch threads; more trials wait in a queue."""
 
     def __init__(self, config: ExecutorConfig, on_start: OnStart | None = None) -> None:
-        super().__init__(config, config.workers, max(1, (os.cpu_count() or 1) // config.workers), on_start)
+        super().__init__(config, config.workers, local_trial_threads(config.workers), on_start)
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:

@@ -98,7 +98,8 @@ def launch_trial(config: RunConfig, run_dir: Path, launch: Launch, threads: int 
     return the trial's summary; None on a node other than the first (whose main process writes the run directory).
     Each process gets `threads` / (processes on this node) threads; a failed launch raises `RuntimeError`."""
     per_node = launch["processes"] // launch["nodes"]
-    env = os.environ | {"OMP_NUM_THREADS": str(max(1, (threads or os.cpu_count() or 1) // per_node))}
+    share = str(max(1, (threads or os.cpu_count() or 1) // per_node))
+    env = os.environ | {"OMP_NUM_THREADS": share, "LPH_THREADS": share}  # harness.threads: each process sets it
     with tempfile.TemporaryDirectory(prefix="lph-launch-") as scratch:
         config_path = Path(scratch) / "config.yaml"  # not run_dir/config.yaml: the trial compares that to resume
         config_path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -34,6 +34,7 @@ from harness.sweep.optuna_search import open_study, run_optuna
 from harness.sweep.spec import (SweepSpec, Trial, grid_trials, load_sweep, make_trial, optuna_probe_trials,
                                 warm_start_controls)
 from harness.sweep.store import ResultStore, TrialRecord
+from harness.threads import set_threads
 
 __all__ = ["SweepOutcome", "execute_sweep", "main", "run_sweep", "sweep_trials"]
 
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
+        set_threads()  # the driver's own torch work (the warm starts it trains): harness.threads
         outcome = execute_sweep(args.spec, args.executor, args.dry_run, args.resume, args.max_trials, args.runs_dir,
                                 args.overrides or [], args.verbose)
     except ConfigError as error:

@@ -38,6 +38,7 @@ import rewards
 from harness.cli import HelpFormatter
 from harness.config import ConfigError, PromptConfig, RunConfig, load_run_config
 from harness.lock import provenance
+from harness.threads import set_threads
 from harness.trial.checkpoints import (check_sharding, checkpoint_arguments, gathered_policy, is_sharded, load_whole,
                                        prepare_run_dir, remove_checkpoints, save_policy)
 from harness.trial.model import WARM_START_MARKER, load_policy
@@ -358,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         config = load_run_config(args.config)
+        set_threads()  # LPH_THREADS, else OMP_NUM_THREADS (set per process by accelerate launch), else every core
     except ConfigError as error:
         raise SystemExit(str(error)) from None
     out = args.out or Path("runs/single") / config.config_hash()
