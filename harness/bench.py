@@ -353,7 +353,7 @@ def timed_sweep(executor: str, parallel: int, overrides: list[str]) -> dict[str,
 
     spec_path = Path("sweeps/smoke.yaml")
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
+        started, clock = time.perf_counter(), time.time()
         root = run_sweep(spec_path, root=Path(tmp) / "smoke", overrides=overrides)
         total = time.perf_counter() - started
         records = ResultStore(root).records()
@@ -364,7 +364,20 @@ def timed_sweep(executor: str, parallel: int, overrides: list[str]) -> dict[str,
     return {"executor": executor, "parallel": parallel, "trials": len(records), "sweep_seconds": round(total, 2),
             "trial_seconds": round(inside, 2),
             "overhead_per_trial_s": round((total - inside) / len(records), 2) if parallel == 1 else None,
+            **(machinery_split(records, clock, clock + total) if parallel == 1 else {}),
             "trials_per_hour": round(len(records) / total * 3600), "optuna_max_in_flight": in_flight}
+
+
+def machinery_split(records: list[dict[str, Any]], began: float, ended: float) -> dict[str, float]:
+    """Where the machinery's time of a one-worker sweep (`began`..`ended`, epoch seconds) goes: `start_s` before
+    the first trial starts (the worker's spawn and imports), `between_trials_s` the mean gap from one trial's end to
+    the next one's start (result, table, claim, hand-off), `end_s` after the last trial (the report, the driver's
+    last writes)."""
+    ordered = sorted(records, key=lambda r: r["started_at"])
+    gaps = [b["started_at"] - a["finished_at"] for a, b in zip(ordered, ordered[1:])]
+    return {"start_s": round(ordered[0]["started_at"] - began, 2),
+            "between_trials_s": round(sum(gaps) / max(1, len(gaps)), 3),
+            "end_s": round(ended - ordered[-1]["finished_at"], 2)}
 
 
 @benchmark("sweep")

@@ -54,3 +54,12 @@ def test_forward_flops_per_token_counts_every_linear_weight_twice_plus_attention
     per_layer = 8 * 8 + 8 * 4 + 8 * 4 + 8 * 8 + 3 * 8 * 24  # q, k, v (one KV head of 4), o; gate, up, down
     linear = 2 * per_layer + 8 * 50  # the tied LM head is a Linear too
     assert forward_flops_per_token(model, 10) == 2 * linear + 4 * 2 * 10 * 8
+
+
+def test_the_machinery_split_puts_each_gap_where_it_falls():
+    from harness.bench import machinery_split
+
+    records = [{"started_at": 14.0, "finished_at": 20.0}, {"started_at": 10.0, "finished_at": 13.0},
+               {"started_at": 20.5, "finished_at": 30.0}]  # in the store's order, not the start order
+    assert machinery_split(records, began=7.0, ended=33.5) == {"start_s": 3.0, "between_trials_s": 0.75,
+                                                                "end_s": 3.5}

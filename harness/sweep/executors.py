@@ -133,8 +133,11 @@ class LocalExecutor(Executor):
         self.pool = self._new_pool()
 
     def close(self) -> None:
+        """Stop accepting work and wait for the trials running here; idle workers are left to exit on their own
+        (a worker's interpreter takes about 2 s to finalise the training stack: that overlaps the report; the
+        driver's exit still joins them, concurrent.futures' atexit hook)."""
         self.queue.clear()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=bool(self.running), cancel_futures=True)
 
     def interrupt(self) -> None:
         """SIGTERM each worker (its trial records the failure, a launched trial's process group is stopped, and the
@@ -142,7 +145,8 @@ class LocalExecutor(Executor):
         for process in list(getattr(self.pool, "_processes", {}).values()):  # the pool keeps its workers there
             if process.is_alive():
                 process.terminate()
-        self.close()
+        self.queue.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class SubmititExecutor(Executor):

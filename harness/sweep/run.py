@@ -28,7 +28,8 @@ import pandas as pd
 from rich.console import Console
 
 from harness.config import ConfigError
-from harness.sweep.driver import Interrupted, Sweep, SweepProgress, console, warm_starts_first
+from harness.sweep.driver import (Interrupted, Sweep, SweepProgress, console, preload_report,
+                                  warm_starts_first)
 from harness.sweep.eta import estimate
 from harness.sweep.optuna_search import open_study, run_optuna
 from harness.sweep.spec import (SweepSpec, Trial, grid_trials, load_sweep, make_trial, optuna_probe_trials,
@@ -226,6 +227,8 @@ def execute_sweep(spec_path: Path, executor: str | None = None, dry_run: bool = 
         progress = SweepProgress(len(trials))
         runner = run_sequential if spec.sequential is not None else run_grid
         run = functools.partial(runner, sweep, trials, progress)
+    if spec.report.enabled and spec.sequential is None:  # a sequential sweep imports reports at once itself
+        preload_report()
     try:
         with progress.bar:
             run()
