@@ -220,9 +220,9 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=HelpFormatter)
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("--claims", type=Path, default=None, help="claims file whose rows are settled too")
-    parser.add_argument("--start", type=int, default=3)
-    parser.add_argument("--step", type=int, default=3)
-    parser.add_argument("--max", type=int, default=12)
+    parser.add_argument("--start", type=int, default=3, help="seeds per arm at the first look")
+    parser.add_argument("--step", type=int, default=3, help="seeds added at each further look")
+    parser.add_argument("--max", type=int, default=12, help="seeds per arm at the last look")
     args = parser.parse_args(argv)
     if not (args.run_dir / "results.parquet").is_file():
         raise SystemExit(f"error: {args.run_dir / 'results.parquet'}: no results table (run a sweep first)")

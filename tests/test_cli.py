@@ -30,6 +30,8 @@ HELP = {
     "report": ("python -m reports", ["run_dir"]),
     "repro": ("python -m harness.repro", ["ATEN_CPU_CAPABILITY=default", "(default: runs/repro)"]),
     "claims": ("python -m reports.claims", ["RUN_DIR", "(default: runs/claims)"]),
+    "settle": ("python -m reports.sequential", ["RUN_DIR", "--claims", "(default: 3)", "(default: 12)"]),
+    "model": ("python -m harness.trial.model_import", ["import"]),
     "diagnose": ("python -m harness.diagnostics", ["--out", "default runs/<name>"]),
     "bench": ("python -m harness.bench", ["(default: runs/bench)", "(default: False)"]),
     "gpu-check": ("python -m harness.gpu_check", ["(default: runs/bench/gpu.json)"]),
@@ -96,7 +98,11 @@ def tiny_model_dir(path: Path) -> Path:
 
 
 def test_paper_spec_dry_runs_with_a_local_model_and_data(tmp_path):
-    overrides = {"base.model.path": str(tiny_model_dir(tmp_path / "model")), "base.task.path": str(GSM8K),
+    """paper.yaml prompts with the model's chat template: a local Qwen3-architecture model that has one (the
+    paper-mini policy) stands in for Qwen3-1.7B."""
+    from harness.paper_mini import build
+
+    overrides = {"base.model.path": str(build(tmp_path / "model")), "base.task.path": str(GSM8K),
                  "base.task.train_path": str(GSM8K)}
     sets = [part for key, value in overrides.items() for part in ("--set", f"{key}={value}")]
     out = run(sys.executable, "-m", "harness.sweep", PAPER, "--dry-run", "--runs-dir", tmp_path / "paper", *sets)

@@ -69,7 +69,8 @@ def import_gguf(gguf_file: Path, out_dir: Path, dtype: torch.dtype = torch.bfloa
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: `import FILE.gguf OUT_DIR` (FILE may name a packaged file, e.g. `smollm2`)."""
-    parser = argparse.ArgumentParser(prog="lph model", description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m harness.trial.model_import", description=__doc__,
+                                     formatter_class=HelpFormatter)
     actions = parser.add_subparsers(dest="action", required=True)
     importing = actions.add_parser("import", help="a GGUF file -> a local Hugging Face model directory (bf16)",
                                    formatter_class=HelpFormatter)
