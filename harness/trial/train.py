@@ -41,7 +41,7 @@ from harness.lock import provenance
 from harness.threads import set_threads
 from harness.trial.checkpoints import (check_sharding, checkpoint_arguments, gathered_policy, is_sharded, load_whole,
                                        prepare_run_dir, remove_checkpoints, save_policy)
-from harness.trial.model import WARM_START_MARKER, load_policy
+from harness.trial.model import WARM_START_MARKER, load_policy, training_precision
 from harness.trial.scoring import ALONE, Shard, mean_outcomes, process_shard, score_items
 from harness.tasks import TaskSplits, load_task, render_prompts
 from harness.trial.trl_hooks import EstimatorGRPOTrainer
@@ -274,7 +274,8 @@ def run_trial(config: RunConfig, out_dir: Path) -> dict[str, Any]:
         evaluation |= lm_eval_summary(scored)
     summary = write_summary(out_dir, config, evaluation, mix, model_dir, started,
                             final=final_metrics(out_dir / "metrics.jsonl"), train_seconds=train_seconds,
-                            processes=state.num_processes, sharded=sharded)
+                            processes=state.num_processes, sharded=sharded,
+                            **training_precision(trainer.model, trainer.args.bf16, trainer.args.fp16))
     remove_checkpoints(out_dir)  # only an unfinished trial resumes; the trained policy is in checkpoint/
     state.wait_for_everyone()
     return summary
