@@ -14,7 +14,7 @@ import rewards
 from harness.config import EvalConfig, ModelConfig, TaskConfig
 from harness.tasks import item_id, load_task, prompt_for
 from harness.trial.model import build_tiny_model, build_tokenizer
-from harness.bench import ReferenceSampler
+from harness.trial.reference_sampler import ReferenceSampler
 from harness.trial.scoring import (GREEDY, counter_gumbel, decode, generate, next_tokens, pass_at_k, sample_seed,
                                    score_items)
 
