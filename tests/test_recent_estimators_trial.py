@@ -36,7 +36,7 @@ def read_rows(run: Path, file: str) -> list[dict]:
     return [json.loads(line) for line in (run / file).read_text().splitlines()]
 
 
-@pytest.mark.parametrize("name", ["remax", "gdpo", "otb"])
+@pytest.mark.parametrize("name", ["remax", "gdpo", "maxrl", "otb"])
 def test_a_two_step_trial_trains_on_the_estimators_advantages(tmp_path, name):
     run_trial(trial_config(name), tmp_path)
     rows, timing = read_rows(tmp_path, "metrics.jsonl"), read_rows(tmp_path, "timing.jsonl")
