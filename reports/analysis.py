@@ -44,7 +44,7 @@ class ReportOptions:
         if not isinstance(report, dict):
             return cls()
         return cls(float(report.get("equivalence_margin", cls.equivalence_margin)), report.get("threshold"),
-                   report.get("metric"), str(report.get("margin_reason", cls.margin_reason)))
+                   report.get("metric"), str(report.get("margin_reason") or cls.margin_reason))
 
 
 @dataclass(frozen=True)

@@ -434,3 +434,15 @@ def test_a_metric_the_report_cannot_read_is_a_load_time_error():
     with pytest.raises(ConfigError, match=r"report.metric: String should match pattern '\^\(greedy\|pass@"):
         load_sweep(smoke, ["report.metric=accuracy"])
     assert load_sweep(smoke, ["report.metric=pass@4"])[0].report.metric == "pass@4"
+
+
+def test_the_margin_reason_of_a_spec_as_the_sweep_writes_it():
+    """spec.json holds every report key, `margin_reason: null` when the spec gives none: the default reason, not
+    'None'."""
+    from harness.sweep.spec import ReportConfig
+    from reports.analysis import DEFAULT_MARGIN_REASON, ReportOptions
+
+    written = ReportConfig().model_dump(mode="json")
+    assert ReportOptions.from_spec({"report": written}).margin_reason == DEFAULT_MARGIN_REASON
+    given = ReportConfig(margin_reason="half an item in 100").model_dump(mode="json")
+    assert ReportOptions.from_spec({"report": given}).margin_reason == "half an item in 100"
