@@ -219,8 +219,9 @@ def evaluate(spec: ClaimsSpec, sources: list[Source]) -> dict[str, Any]:
 
 def summary_table(result: dict[str, Any]) -> pd.DataFrame:
     """One line per claim: id, conclusion and its headline."""
-    return pd.DataFrame([{"id": c["id"], "conclusion": c["conclusion"], "in one line": c["headline"].split(": ", 1)[-1]}
-                         for c in result["claims"]])
+    return pd.DataFrame([{"id": c["id"], "conclusion": c["conclusion"],
+                          "in one line": c["headline"].removeprefix(f"**{c['conclusion']}**").lstrip(":. ")
+                          or c["summary"]} for c in result["claims"]])
 
 
 def compact_table(rows: pd.DataFrame) -> pd.DataFrame:
