@@ -61,8 +61,11 @@ def test_ctrl_c_names_the_interrupted_trial_in_one_line_and_a_rerun_finishes_it(
     # 40 steps and Ctrl-C once training has logged a step: the trial is still running when the signal comes, however
     # loaded the machine (6 steps once finished before the signal on a busy CI machine)
     spec, root = one_arm_spec(tmp_path, trainer={"max_steps": 40}), tmp_path / "run"
+    # a driver started from a terminal: SIGINT at its default, whatever this test process inherited (a shell's
+    # background job starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)
     driver = subprocess.Popen(sweep(spec, "--runs-dir", root), cwd=ROOT, start_new_session=True,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     store = ResultStore(root)
     trained = lambda: [d.name for d in (root / "trials").glob("*") if not d.name.startswith("warm-")]  # noqa: E731
     training = lambda: any((root / "trials" / t / "metrics.jsonl").is_file() for t in trained())  # noqa: E731
@@ -106,3 +109,27 @@ def test_a_full_disk_stops_the_driver_in_one_line_and_a_rerun_resumes(tmp_path):
     assert Path(f"{out}.rc2").read_text().strip() == "0", Path(f"{out}.rerun").read_text()[-3000:]
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 2 and set(table["status"]) == {"done"}
+
+
+def test_a_stop_signal_inside_a_destructor_is_delivered_again_outside_it():
+    """SIGTERM landing in a `__del__` (the Ctrl-C test once met a garbage-collected dataset there): SystemExit
+    raised inside it would be printed and swallowed; the handler sends the signal again, and it stops the code
+    outside the destructor."""
+    import gc
+
+    from harness.sweep.payload import _exit_on_signal
+
+    class Collected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the signal arrives while the destructor runs
+
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        with pytest.raises(SystemExit, match="stopped by signal SIGTERM"):
+            Collected()
+            gc.collect()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

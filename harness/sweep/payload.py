@@ -64,7 +64,22 @@ def _exit_when_orphaned(parent: int, every_s: float = 0.5) -> None:
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM -> SystemExit, so the trial records its failure and stops. A signal that lands inside a destructor
+    (`__del__`, e.g. a garbage-collected dataset) would have its exception printed as "Exception ignored" and
+    swallowed, and the trial would go on: the signal is sent again a moment later instead."""
+    if in_destructor(frame):
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     raise SystemExit(f"stopped by signal {signal.Signals(signum).name} (the driver is gone)")
+
+
+def in_destructor(frame: Any) -> bool:
+    """Whether `frame` or a frame that called it runs a `__del__`."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 @dataclass(frozen=True)
