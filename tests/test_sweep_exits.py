@@ -111,25 +111,38 @@ def test_a_full_disk_stops_the_driver_in_one_line_and_a_rerun_resumes(tmp_path):
     assert len(table) == 2 and set(table["status"]) == {"done"}
 
 
-def test_a_stop_signal_inside_a_destructor_is_delivered_again_outside_it():
-    """SIGTERM landing in a `__del__` (the Ctrl-C test once met a garbage-collected dataset there): SystemExit
-    raised inside it would be printed and swallowed; the handler sends the signal again, and it stops the code
-    outside the destructor."""
+@pytest.mark.parametrize("context", ["__del__", "weakref callback"])
+def test_a_stop_signal_where_exceptions_are_dropped_is_delivered_again_outside(context):
+    """SIGTERM handled inside a `__del__` or a weakref callback (the CI's Ctrl-C test met both: a garbage-collected
+    dataset, a WeakKeyDictionary's `remove`): the SystemExit raised there is dropped by Python as "Exception
+    ignored"; the worker's handler sends the signal again, and it stops the code outside."""
     import gc
+    import weakref
 
-    from harness.sweep.payload import _exit_on_signal
+    from harness.sweep.payload import stop_on_sigterm
+
+    def signal_and_run_on() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10_000):  # Python code after the signal: the handler runs in this context
+            pass
 
     class Collected:
         def __del__(self) -> None:
-            os.kill(os.getpid(), signal.SIGTERM)  # the signal arrives while the destructor runs
+            if context == "__del__":
+                signal_and_run_on()
 
-    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    previous_handler, previous_hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
+    stop_on_sigterm()
     try:
         with pytest.raises(SystemExit, match="stopped by signal SIGTERM"):
-            Collected()
+            collected = Collected()
+            if context == "weakref callback":
+                reference = weakref.ref(collected, lambda _: signal_and_run_on())  # noqa: F841
+            del collected
             gc.collect()
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 time.sleep(0.01)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_handler)
+        sys.unraisablehook = previous_hook

@@ -44,7 +44,7 @@ def die_with_parent(parent: int) -> None:
     thread watches the parent too and ends the process once it is gone: the death signal alone left orphans behind
     (library code of a trial may replace the SIGTERM handler, and the signal follows the driver's thread that started
     the worker, not the driver)."""
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    stop_on_sigterm()
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
@@ -63,23 +63,35 @@ def _exit_when_orphaned(parent: int, every_s: float = 0.5) -> None:
     os._exit(1)
 
 
+class StopSignal(SystemExit):
+    """The `SystemExit` a stop signal (SIGTERM) raises in a worker: the trial records its failure and stops."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signal.Signals(signum).name} (the driver is gone)")
+        self.signum = signum
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into `StopSignal` in this process. Python runs a signal handler wherever the interpreter is, and
+    an exception raised where it cannot propagate (a `__del__`, a weakref or garbage-collector callback) goes to
+    `sys.unraisablehook`, is printed as "Exception ignored" and dropped, and the trial would go on: the hook installed
+    here sends the signal again a moment later instead, once that context has ended (other unraisable exceptions go
+    to the previous hook)."""
+    previous = sys.unraisablehook
+
+    def resend_dropped_stop(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, StopSignal):
+            threading.Timer(0.05, os.kill, (os.getpid(), unraisable.exc_value.signum)).start()
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = resend_dropped_stop
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
 def _exit_on_signal(signum: int, frame: Any) -> None:
-    """SIGTERM -> SystemExit, so the trial records its failure and stops. A signal that lands inside a destructor
-    (`__del__`, e.g. a garbage-collected dataset) would have its exception printed as "Exception ignored" and
-    swallowed, and the trial would go on: the signal is sent again a moment later instead."""
-    if in_destructor(frame):
-        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
-        return
-    raise SystemExit(f"stopped by signal {signal.Signals(signum).name} (the driver is gone)")
-
-
-def in_destructor(frame: Any) -> bool:
-    """Whether `frame` or a frame that called it runs a `__del__`."""
-    while frame is not None:
-        if frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
+    """The SIGTERM handler of a worker: raise `StopSignal`."""
+    raise StopSignal(signum)
 
 
 @dataclass(frozen=True)
