@@ -57,8 +57,10 @@ def sentence(row: pd.Series, margin: float) -> str:
     head = f"{row['task']}: {row['comparison']} is **{row['verdict']}** ({evidence(row)})"
     if row["kind"] in EXPECTED:
         ok = direction(row["verdict"]) == EXPECTED[row["kind"]]
-        status = "Control passed" if ok else f"**CONTROL FAILED** (expected {EXPECTED[row['kind']]})"
-        head = f"{status}, {CONTROL_MEANING[row['kind']]}: {head}"
+        meaning = CONTROL_MEANING[row["kind"]]
+        status = (f"Control passed, {meaning}" if ok
+                  else f"**CONTROL FAILED** (expected {EXPECTED[row['kind']]}: {meaning} not shown)")
+        head = f"{status}: {head}"
     if row["verdict"] == "equivalent":
         return f"{head}: the interval lies inside +-{margin}."
     if row["verdict"] in ("inconclusive", "non-inferior", "non-superior"):

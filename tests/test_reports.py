@@ -446,3 +446,16 @@ def test_the_margin_reason_of_a_spec_as_the_sweep_writes_it():
     assert ReportOptions.from_spec({"report": written}).margin_reason == DEFAULT_MARGIN_REASON
     given = ReportConfig(margin_reason="half an item in 100").model_dump(mode="json")
     assert ReportOptions.from_spec({"report": given}).margin_reason == "half an item in 100"
+
+
+def test_a_failed_control_says_what_it_did_not_show():
+    """An inconclusive control reads as a failure of what it was to show, not as that meaning ("..., RL learned")."""
+    from reports.verdicts import sentence
+
+    row = pd.Series({"task": "arithmetic", "comparison": "group_mean vs warm_start", "verdict": "inconclusive",
+                     "kind": "control: RL", "diff": 0.403, "ci_low": -0.833, "ci_high": 1.640, "p_adjusted": 0.296,
+                     "n_seeds": 3, "n_items": 50, "mde80": 1.542, "seeds_to_detect": 14})
+    failed = sentence(row, 0.02)
+    assert failed.startswith("**CONTROL FAILED** (expected better: RL learned not shown): arithmetic: group_mean vs")
+    passed = sentence(row.copy().replace({"inconclusive": "better"}), 0.02)
+    assert passed.startswith("Control passed, RL learned: arithmetic:")
