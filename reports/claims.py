@@ -90,7 +90,9 @@ def headline(conclusion: str, rows: pd.DataFrame) -> str:
     line = (f"**{conclusion}**: {counts['holds']} of {len(rows)} rows hold, {counts['fails']} fail, "
             f"{counts['undecided']} undecided")
     decided = rows[rows["outcome"] != "undecided"]
-    shown = [f"{r['task']} {r['verdict']} {numbers(r)}" for _, r in decided.head(3).iterrows()]
+    lower = " (lower is better)"
+    shown = [f"{r['task']} {r['verdict']} {numbers(r)}" + ("" if r.get("higher_is_better", True) else lower)
+             for _, r in decided.head(3).iterrows()]
     more = f" and {len(decided) - 3} more" if len(decided) > 3 else ""
     return line + (f" ({'; '.join(shown)}{more})" if shown else "") + "."
 

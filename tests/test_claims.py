@@ -401,3 +401,16 @@ def test_a_real_smoke_sweep_carries_what_the_claims_read(tmp_path):
     lengths = found["C4"]["evidence"]
     assert len(lengths) == 2 and all(r["n_items"] == 8 and r["candidate_mean"] > 0 for r in lengths)
     assert "metrics.jsonl has no `kl`" in found["C6"]["summary"]
+
+
+def test_a_headline_says_when_a_lower_difference_is_the_better_one():
+    """C3's share of all-zero-advantage groups: "better" with a negative difference needs its direction named."""
+    from reports.claims import headline
+
+    rows = pd.DataFrame([{"task": "multihop", "verdict": "better, beyond +-0.02", "outcome": "holds", "diff": -0.296,
+                          "ci_low": -0.497, "ci_high": -0.095, "higher_is_better": False},
+                         {"task": "arithmetic", "verdict": "equivalent", "outcome": "fails", "diff": 0.001,
+                          "ci_low": -0.01, "ci_high": 0.012, "higher_is_better": True}])
+    assert headline("mixed", rows) == ("**mixed**: 1 of 2 rows hold, 1 fail, 0 undecided (multihop better, beyond "
+                                       "+-0.02 -0.296 [-0.497, -0.095] (lower is better); arithmetic equivalent "
+                                       "+0.001 [-0.010, +0.012]).")
