@@ -83,6 +83,13 @@ def seeds_text(row: pd.Series) -> str:
     return f"MDE80 {row['mde80']:.3g} with {int(row['n_seeds'])} seeds{need}"
 
 
+def lower_is_better(row: pd.Series) -> bool:
+    """Whether the row's metric is better lower: `higher_is_better` False (None: a row without a direction, judged
+    "higher"/"lower", as reports/decision.oriented reads it)."""
+    value = row.get("higher_is_better")
+    return value is not None and not pd.isna(value) and not value
+
+
 def headline(conclusion: str, rows: pd.DataFrame) -> str:
     """One line: the conclusion, the counts of rows that hold / fail / are undecided, and the decisive numbers (the
     deciding rows' differences with their family-level intervals, at most three)."""
@@ -90,8 +97,7 @@ def headline(conclusion: str, rows: pd.DataFrame) -> str:
     line = (f"**{conclusion}**: {counts['holds']} of {len(rows)} rows hold, {counts['fails']} fail, "
             f"{counts['undecided']} undecided")
     decided = rows[rows["outcome"] != "undecided"]
-    lower = " (lower is better)"
-    shown = [f"{r['task']} {r['verdict']} {numbers(r)}" + ("" if r.get("higher_is_better", True) else lower)
+    shown = [f"{r['task']} {r['verdict']} {numbers(r)}" + (" (lower is better)" if lower_is_better(r) else "")
              for _, r in decided.head(3).iterrows()]
     more = f" and {len(decided) - 3} more" if len(decided) > 3 else ""
     return line + (f" ({'; '.join(shown)}{more})" if shown else "") + "."

@@ -410,7 +410,10 @@ def test_a_headline_says_when_a_lower_difference_is_the_better_one():
     rows = pd.DataFrame([{"task": "multihop", "verdict": "better, beyond +-0.02", "outcome": "holds", "diff": -0.296,
                           "ci_low": -0.497, "ci_high": -0.095, "higher_is_better": False},
                          {"task": "arithmetic", "verdict": "equivalent", "outcome": "fails", "diff": 0.001,
-                          "ci_low": -0.01, "ci_high": 0.012, "higher_is_better": True}])
-    assert headline("mixed", rows) == ("**mixed**: 1 of 2 rows hold, 1 fail, 0 undecided (multihop better, beyond "
+                          "ci_low": -0.01, "ci_high": 0.012, "higher_is_better": True},
+                         {"task": "arithmetic", "verdict": "higher, within +-1", "outcome": "fails", "diff": 0.302,
+                          "ci_low": -0.09, "ci_high": 0.694, "higher_is_better": None}])  # C4's length: no direction
+    assert headline("mixed", rows) == ("**mixed**: 1 of 3 rows hold, 2 fail, 0 undecided (multihop better, beyond "
                                        "+-0.02 -0.296 [-0.497, -0.095] (lower is better); arithmetic equivalent "
-                                       "+0.001 [-0.010, +0.012]).")
+                                       "+0.001 [-0.010, +0.012]; arithmetic higher, within +-1 +0.302 [-0.090, "
+                                       "+0.694]).")
