@@ -33,15 +33,24 @@ demo: env
 
 # The paper's claims one by one (reports/claims.yaml, `lph claims`): the demo's ablation (C1-C4, C6's training
 # metrics) plus what `make demo` does not run: the cohort sweep (C5: G in {2, 4, 8, 16}), lambdarank next to
-# pairwise_sum and group_mean (C2) and the exact-gradient diagnostics (C6) -> runs/claims/claims.html, claims.json.
-# Finished trials are not run again (a sweep skips them), so after `make demo` only the new ones run.
+# pairwise_sum and group_mean (C2), issue 34's estimators (sweeps/recent.yaml) and the exact-gradient diagnostics
+# (C6) -> runs/claims/claims.html, claims.json. Seeds on demand (issue 32, reports/sequential.py): every sweep starts
+# at 3 seeds per arm and adds 3 at a look only for the arms of rows (the report's comparisons and the claim rows)
+# still undecided, up to CLAIMS_MAX seeds (6 on the 2-core CPU, where a look of every sweep costs about an hour;
+# `make claims CLAIMS_MAX=12` on a larger machine). The sweeps live in runs/claims/<sweep>; the ablation's first
+# look is the demo's 54 trials, copied from runs/ablation (finished trials are never run again).
+CLAIMS_MAX ?= 6
+SEQUENTIAL = --set 'seeds={start: 3, step: 3, max: $(CLAIMS_MAX)}' --set claims=reports/claims.yaml
 claims: demo
-	$(PY) -m harness.sweep sweeps/cohort.yaml
-	$(PY) -m harness.sweep sweeps/ablation.yaml --set name=lambdarank \
+	mkdir -p runs/claims/ablation && cp -a -n runs/ablation/trials runs/claims/ablation/
+	$(PY) -m harness.sweep sweeps/ablation.yaml $(SEQUENTIAL) --runs-dir runs/claims/ablation
+	$(PY) -m harness.sweep sweeps/cohort.yaml $(SEQUENTIAL) --runs-dir runs/claims/cohort
+	$(PY) -m harness.sweep sweeps/ablation.yaml $(SEQUENTIAL) --runs-dir runs/claims/lambdarank --set name=lambdarank \
 		--set 'grid.estimator.name=[group_mean,pairwise_sum,lambdarank]' --set 'grid.rewards.semantic_density=[0.0]'
-	$(PY) -m harness.sweep sweeps/recent.yaml
+	$(PY) -m harness.sweep sweeps/recent.yaml $(SEQUENTIAL) --runs-dir runs/claims/recent
 	$(PY) -m harness.diagnostics sweeps/diagnostics.yaml
-	$(PY) -m reports.claims runs/ablation runs/cohort runs/lambdarank runs/recent runs/diagnostics --out runs/claims
+	$(PY) -m reports.claims runs/claims/ablation runs/claims/cohort runs/claims/lambdarank runs/claims/recent \
+		runs/diagnostics --out runs/claims
 
 # Train the default ablation's warm starts on this machine and ship them in harness/warm_starts/ (existing ones are
 # kept: rm -r the directory, or run python -m harness.trial.ship SPEC --force, to retrain).
