@@ -79,15 +79,11 @@ def run_sequential(sweep: Sweep, trials: list[Trial], progress: SweepProgress) -
     state = Settle(SeedPlan(**spec.sequential.model_dump()))
     claims = load_claims(spec.claims) if spec.claims else None
     options = spec_options(sweep.root)
-    rank = {seed: k for k, seed in enumerate(spec.seed_list)}
     for look, alpha in enumerate(state.alphas):
         table = sweep.store.write_table()
         done = table[table["status"] == "done"] if len(table) else table
         arm_of = arms_of_trials(trials, done)
-        needed = state.needed()
-        run_grid(sweep, [t for t in trials if rank[t.seed] < state.plan.looks[look]
-                         and (needed is None or arm_of.get(t.trial_id) in needed or t.trial_id not in arm_of)],
-                 progress)
+        run_grid(sweep, look_trials(trials, spec.seed_list, state.plan.looks, look, state.needed(), arm_of), progress)
         table = sweep.store.write_table()
         done = table[table["status"] == "done"]
         state.advance(look, {arm_key(a.task, a.label) for a in result_arms(done)})
@@ -96,6 +92,17 @@ def run_sequential(sweep: Sweep, trials: list[Trial], progress: SweepProgress) -
         write_settle(sweep.root, state, len(trials))
         if done_looking:
             break
+
+
+def look_trials(trials: list[Trial], seeds: list[int], looks: list[int], look: int, needed: set[str] | None,
+                arm_of: dict[str, str]) -> list[Trial]:
+    """The trials of look `look`: the seeds seeds[looks[look - 1]:looks[look]] (seeds[:looks[0]] at the first) of
+    the arms in `needed` (every arm when None), and of every trial whose arm is not known yet (`arm_of`: trial_id ->
+    arm key, `arms_of_trials`). Earlier looks' seeds are not listed again, so each trial is run and counted once."""
+    rank = {seed: k for k, seed in enumerate(seeds)}
+    first = looks[look - 1] if look else 0
+    return [t for t in trials if first <= rank[t.seed] < looks[look]
+            and (needed is None or t.trial_id not in arm_of or arm_of[t.trial_id] in needed)]
 
 
 def arms_of_trials(trials: list[Trial], done: pd.DataFrame) -> dict[str, str]:
