@@ -163,8 +163,10 @@ def by_construction(claim: Claim) -> dict[str, Any]:
             "untested": []}
 
 
-def judge_claim(claim: Claim, sources: list[Source], alpha: float = ALPHA) -> dict[str, Any]:
-    """One claim's entry of claims.json, its rows judged at family-wise level `alpha`."""
+def judge_claim(claim: Claim, sources: list[Source], alpha: float = ALPHA, settled: bool = True) -> dict[str, Any]:
+    """One claim's entry of claims.json, its rows judged at family-wise level `alpha`; with `settled`, rows that a
+    sequential sweep settled take its decision (`with_looks`). The sequential procedure itself judges a look with
+    `settled` False, so that the settle.json of its earlier looks does not stand in for the look's own judgement."""
     head = {"id": claim.id, "text": claim.text, "source": claim.source, "tested_by": claim.tested_by}
     if claim.by_construction:
         return head | by_construction(claim)
@@ -184,7 +186,8 @@ def judge_claim(claim: Claim, sources: list[Source], alpha: float = ALPHA) -> di
                        "headline": f"**not tested here**: {claim.tested_by or 'a sweep of its arms'} would test it.",
                        "summary": f"No run given bears on it{why}; {claim.tested_by or 'a sweep of its arms'} "
                                   "would test it."}
-    judged = with_looks(claim.id, judge_rows(rows, alpha), sources)
+    judged = judge_rows(rows, alpha)
+    judged = with_looks(claim.id, judged, sources) if settled else judged
     conclusion, line, summary = conclude(judged)
     if untested:
         summary += (f" Not tested here: {'; '.join(untested)}"

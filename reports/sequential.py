@@ -174,7 +174,7 @@ def row_records(table: pd.DataFrame, root: Path, options: ReportOptions, claims:
         for claim in claims.claims:
             if claim.by_construction:
                 continue
-            for r in judge_claim(claim, [source], alpha)["evidence"]:
+            for r in judge_claim(claim, [source], alpha, settled=False)["evidence"]:
                 per_arm = r["task"] in set(analysis.trials["task"]) and r["metric"] != "failures"
                 records.append({"id": claim.id, "evidence": r["evidence"], "candidate": r["candidate"],
                                 "baseline": r["baseline"], "task": r["task"], "scope": r["scope"],

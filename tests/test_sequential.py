@@ -53,6 +53,11 @@ def test_settle_replays_a_sweep_and_writes_settle_json(tmp_path, capsys):
         if row["task"] in ("arithmetic", "multihop"):  # per-arm rows (not the share of failed trials)
             assert [look["seeds"] for look in row["looks"]] == list(range(2, row["stopped_at"] + 1))
     assert "rows decided" in capsys.readouterr().out
+    # A settle.json already in the directory (a live sweep writes one after every look) must not feed back into the
+    # judgement: the claim rows decided after the first look came out "undecided at max" when it did.
+    assert any(r["stopped_at"] > 2 for r in c1)
+    settle_main([str(root), "--start", "2", "--step", "1", "--max", "5", "--claims", "reports/claims.yaml"])
+    assert json.loads((root / "settle.json").read_text()) == data
     with pytest.raises(SystemExit, match="the replay needs --max 6"):
         settle_main([str(root), "--max", "6"])
 
