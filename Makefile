@@ -36,8 +36,8 @@ demo: env
 # pairwise_sum and group_mean (C2), issue 34's estimators (sweeps/recent.yaml) and the exact-gradient diagnostics
 # (C6) -> runs/claims/claims.html, claims.json. Seeds on demand (issue 32, reports/sequential.py): every sweep starts
 # at 3 seeds per arm and adds 3 at a look only for the arms of rows (the report's comparisons and the claim rows)
-# still undecided, up to CLAIMS_MAX seeds (6 on the 2-core CPU, where a look of every sweep costs about an hour;
-# `make claims CLAIMS_MAX=12` on a larger machine). The sweeps live in runs/claims/<sweep>; the ablation's first
+# still undecided, up to CLAIMS_MAX seeds (6 on the 2-core CPU: 83 min after the demo there, alone; `make claims
+# CLAIMS_MAX=12` on a larger machine). The sweeps live in runs/claims/<sweep>; the ablation's first
 # look is the demo's 54 trials, copied from runs/ablation (finished trials are never run again).
 CLAIMS_MAX ?= 6
 SEQUENTIAL = --set 'seeds={start: 3, step: 3, max: $(CLAIMS_MAX)}' --set claims=reports/claims.yaml
