@@ -35,9 +35,19 @@ def render_markdown(title: str, sections: list[Section], root: Path) -> str:
         parts.extend(section.text)
         if section.bullets:
             parts.append("\n".join(f"- {bullet}" for bullet in section.bullets))
-        parts.extend(table.to_markdown(index=False, disable_numparse=True) for table in section.tables)
+        parts.extend(pipe_table(table) for table in section.tables)
         parts.extend(f"![{caption}]({os.path.relpath(path, root)})" for caption, path in section.figures)
     return "\n\n".join(parts) + "\n"
+
+
+def pipe_table(table: pd.DataFrame) -> str:
+    """`table` as a Markdown pipe table, a `|` inside a cell or header escaped as `\\|` (GitHub Flavored Markdown's
+    table rule), so that arm labels such as `arithmetic | estimator=group_mean` stay in one cell."""
+    def escape(value: object) -> object:
+        return value.replace("|", "\\|") if isinstance(value, str) else value
+
+    escaped = table.rename(columns=escape).map(escape)
+    return escaped.to_markdown(index=False, disable_numparse=True)
 
 
 def inline(text: str) -> str:

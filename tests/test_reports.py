@@ -459,3 +459,15 @@ def test_a_failed_control_says_what_it_did_not_show():
     assert failed.startswith("**CONTROL FAILED** (expected better: RL learned not shown): arithmetic: group_mean vs")
     passed = sentence(row.copy().replace({"inconclusive": "better"}), 0.02)
     assert passed.startswith("Control passed, RL learned: arithmetic:")
+
+
+def test_a_pipe_inside_a_markdown_table_cell_stays_in_its_cell(tmp_path):
+    """Arm labels hold `|` (`arithmetic | estimator=group_mean|...`, the sequential design's arm table): unescaped,
+    each one split its row into extra columns of report.md."""
+    from reports.render import Section, render_markdown
+
+    table = pd.DataFrame([{"arm": "arithmetic | estimator=group_mean|rewards.semantic_density=0.0", "seeds | run": 6}])
+    text = render_markdown("t", [Section("s", tables=[table])], tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 3 and {len(re.split(r"(?<!\\)\|", line)) - 2 for line in rows} == {2}
+    assert "arithmetic \\| estimator=group_mean\\|rewards" in text
