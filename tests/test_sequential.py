@@ -102,8 +102,7 @@ def test_a_look_lists_only_its_own_seeds_of_the_arms_still_needed():
     spec, trials = load_sweep(SMOKE, ["seeds={start: 2, step: 1, max: 3}"])
     assert spec.seed_list == [0, 1, 2]
     arms = sorted({params_key(t) for t in trials})
-    known = [t for t in trials if t.seed < 2]  # look 0 finished: every arm is known from its first seeds
-    arm_of = {t.trial_id: params_key(t) for t in trials if params_key(t) in {params_key(k) for k in known}}
+    arm_of = {t.trial_id: params_key(t) for t in trials}  # look 0 finished: every arm is known from its first seeds
     first = look_trials(trials, spec.seed_list, [2, 3], 0, None, {})
     assert sorted(t.seed for t in first) == sorted([0, 1] * len(arms))
     second = look_trials(trials, spec.seed_list, [2, 3], 1, {arms[0]}, arm_of)
