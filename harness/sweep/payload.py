@@ -194,7 +194,13 @@ def _limit_threads(threads: int | None) -> None:
 
 
 class _deadline:
-    """Raise `TrialTimeout` in the main thread after `seconds` (SIGALRM; no limit off the main thread or if None)."""
+    """Raise `TrialTimeout` in the main thread after `seconds` (SIGALRM; no limit off the main thread or if None).
+
+    Library code that catches `Exception` can swallow the alarm's exception (a 6 ms limit once let a trial finish
+    "done"), so the alarm repeats every `REPEAT_S` until the block ends, and a block that ends without an error
+    after its deadline raises `TrialTimeout` on exit."""
+
+    REPEAT_S = 1.0
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
@@ -207,12 +213,15 @@ class _deadline:
             except ValueError:  # not the main thread
                 self.active = False
                 return
-            signal.setitimer(signal.ITIMER_REAL, float(self.seconds or 0))
+            self.ends = time.monotonic() + float(self.seconds or 0)
+            signal.setitimer(signal.ITIMER_REAL, float(self.seconds or 0), self.REPEAT_S)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, error_type: type[BaseException] | None, *exc: Any) -> None:
         if self.active:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.previous)
+            if error_type is None and time.monotonic() >= self.ends:
+                self._expire(signal.SIGALRM, None)
 
     def _expire(self, signum: int, frame: Any) -> None:
-        raise TrialTimeout(f"trial exceeded its time limit of {self.seconds:.0f} s")
+        raise TrialTimeout(f"trial exceeded its time limit of {self.seconds:.3g} s")
