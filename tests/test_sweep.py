@@ -239,7 +239,7 @@ def test_a_trial_past_its_time_limit_is_recorded_as_failed(tmp_path):
     table = pd.read_parquet(run_sweep(path, root=tmp_path / "slow") / "results.parquet")
     trained = table[table["param.estimator.name"] == "group_mean"]  # its warm_start control may finish in time
     assert list(trained["status"]) == ["failed"]
-    assert trained["error"].iloc[0].startswith("TrialTimeout: trial exceeded its time limit of 1 s")
+    assert trained["error"].iloc[0].startswith("TrialTimeout: trial exceeded its time limit of 0.6 s")
 
 
 def test_missing_local_paths_fail_before_anything_runs(tmp_path):
