@@ -34,7 +34,7 @@ from reports.decision import ALPHA, OUTCOMES, conclusion_of, judge
 from reports.stats import MAX_SEEDS
 from reports.tables import format_frame
 
-ROW_FIELDS = ["evidence", "metric", "sweep", "task", "scope", "candidate", "baseline", "n_seeds", "n_items",
+ROW_FIELDS = ["evidence", "metric", "sweep", "task", "scope", "candidate", "baseline", "n_seeds", "n_items", "counts",
               "candidate_mean", "baseline_mean", "diff", "ci_low", "ci_high", "ci95_low", "ci95_high", "family_size",
               "p_value", "p_adjusted", "mde80", "seeds_to_detect", "verdict", "predict", "outcome", "margin",
               "margin_reason", "rl_gain", "mechanism_cosine", "mechanism_scale_cv", "looks", "stopped_at", "scale",

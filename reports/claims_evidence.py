@@ -285,7 +285,7 @@ def failure_rows(source: Source, evidence: Evidence) -> list[dict[str, Any]]:
     tasks = ", ".join(sorted(set(task_labels(results))))
 
     result = Counted(n1 + n2, x1 / n1 - x2 / n2, low, high, p_value, (x1, n1, x2, n2))
-    scope = f"all tasks ({tasks}) | {x1}/{n1} vs {x2}/{n2} trials failed"
+    scope = f"all tasks ({tasks}) | share of trials failed"  # no counts: a sequential look keys its rows by scope
     return [row(source, evidence, "all tasks", scope, label_of(evidence.candidate), label_of(base_conditions),
                 result, "trials", x1 / n1, x2 / n2)]
 
