@@ -181,12 +181,17 @@ def noise_rows(vocab: int = 151_936, rows: int = 8) -> list[dict[str, Any]]:
             for label, seconds in timings.items()]
 
 
+OLD_ROWS = 100
+"""eval.batch_size before the default became `rows_that_fit` (harness.trial.scoring)."""
+
+
 @benchmark("eval")
 def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     """Sampled held-out scoring on the CPU, the same items, policy (the default warm start) and k samples per item
-    (eval.samples) in one run: the reference sampler (`reference_generate`), the harness sampler
-    (harness.trial.scoring.decode), Hugging Face `generate(do_sample=True)` and lm-eval (lph_test_sampled, HF
-    backend), in completions per second; `ratio` = the harness sampler's over the reference's. `noise`: the
+    (eval.samples) and rows per batch (`rows_that_fit`) in one run: the reference sampler (`reference_generate`),
+    the harness sampler (harness.trial.scoring.decode; also at OLD_ROWS rows per batch), Hugging Face
+    `generate(do_sample=True)` and lm-eval (lph_test_sampled, HF backend), in completions per second; `ratio` = the
+    harness sampler's over the reference's. `noise`: the
     Gumbel noise alone at Qwen3's 151,936-token vocabulary (`noise_rows`)."""
     import shutil
     import tempfile
@@ -196,15 +201,16 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     from harness.trial.evaluate import evaluate_run
     from harness.trial.model import ensure_warm_start, load_policy
     from harness.trial.reference_sampler import reference_generate
-    from harness.trial.scoring import decode, sample_seed
+    from harness.trial.scoring import decode, rows_that_fit, sample_seed
     from harness.trial.train import write_run_config
 
     n = 4 if args.quick else 100
     config = RunConfig.model_validate({"eval": {"n_examples": n}})
-    k, tokens, batch = config.eval.samples, config.eval.max_new_tokens, config.eval.batch_size
+    k, tokens = config.eval.samples, config.eval.max_new_tokens
     model, tokenizer, _ = load_policy(config.model, config.task)
     records = load_task(config.task).test[:n]
     prompts = render_prompts(records, config.task.prompt, tokenizer)
+    batch = config.eval.batch_size or rows_that_fit(model, tokenizer, prompts, tokens)
     seeds = [[sample_seed(config.seed, item_id(r["question"]), j) for j in range(k)] for r in records]
     repeated = [p for p in prompts for _ in range(k)]
 
@@ -220,6 +226,8 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     rows = [timed("reference sampler", n * k, lambda: reference_generate(
                 model, tokenizer, repeated, [s for row in seeds for s in row], tokens, batch)),
             timed("harness sampler", n * k, lambda: decode(model, tokenizer, prompts, seeds, tokens, batch)),
+            timed(f"harness sampler, {OLD_ROWS} rows per batch", n * k,
+                  lambda: decode(model, tokenizer, prompts, seeds, tokens, OLD_ROWS)),
             timed("HF generate(do_sample=True)", n * k, hf_sample)]
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
@@ -262,14 +270,15 @@ def bench_floor(args: argparse.Namespace) -> dict[str, Any]:
     from harness.config import RunConfig
     from harness.tasks import item_id, load_task, render_prompts
     from harness.trial.model import load_policy
-    from harness.trial.scoring import decode, sample_seed
+    from harness.trial.scoring import decode, rows_that_fit, sample_seed
 
     n = 4 if args.quick else 50
     config = RunConfig.model_validate({"eval": {"n_examples": n}})
-    k, max_tokens, batch = config.eval.samples, config.eval.max_new_tokens, config.eval.batch_size
+    k, max_tokens = config.eval.samples, config.eval.max_new_tokens
     model, tokenizer, _ = load_policy(config.model, config.task)
     records = load_task(config.task).test[:n]
     prompts = render_prompts(records, config.task.prompt, tokenizer)
+    batch = config.eval.batch_size or rows_that_fit(model, tokenizer, prompts, max_tokens)
     seeds = [[sample_seed(config.seed, item_id(r["question"]), j) for j in range(k)] for r in records]
     started = time.perf_counter()
     completions = decode(model, tokenizer, prompts, seeds, max_tokens, batch)

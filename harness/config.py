@@ -156,7 +156,8 @@ class EvalConfig(Strict):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus of the held-out samples")
     greedy: bool = Field(True, description="also score the greedy completion (column `greedy`)")
     max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(100, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="rows (samples and greedy completions) decoded together; "
+                                   "none: as many as a 1 GiB KV cache holds, at most 1,024 (harness.trial.scoring)")
     every_steps: int = Field(0, ge=0, description="held-out accuracy curve during training: every N steps")
     curve_examples: int = Field(100, ge=1, description="test items scored for the curve")
     lm_eval: bool = Field(False, description="also score the checkpoint with lm-evaluation-harness")

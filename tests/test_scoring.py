@@ -14,6 +14,7 @@ import rewards
 from harness.config import EvalConfig, ModelConfig, TaskConfig
 from harness.tasks import item_id, load_task, prompt_for
 from harness.trial.model import build_tiny_model, build_tokenizer
+from harness.trial import scoring
 from harness.trial.reference_sampler import ReferenceSampler
 from harness.trial.scoring import (GREEDY, counter_gumbel, decode, generate, next_tokens, pass_at_k, sample_seed,
                                    score_items)
@@ -80,6 +81,32 @@ def test_an_items_samples_do_not_depend_on_its_batch_or_neighbours(tiny):
     other_seed = generate(model, tokenizer, prompts, 12, batch_size=7,
                           row_seeds=[sample_seed(4, item_id(r["question"]), 0) for r in records])
     assert other_seed != together
+
+
+def test_without_a_batch_size_the_rows_that_fit_the_kv_budget_decode_together(tiny, monkeypatch):
+    """The default batch: as many rows as a KV_CACHE_BYTES cache holds (capped at MAX_ROWS), the same samples as
+    any other batch size; a budget of seven rows' cache at the longest prompt makes batches of two prompts' rows."""
+    model, tokenizer, records = tiny
+    prompts = [prompt_for(r["question"]) for r in records]
+    rows = [[sample_seed(0, item_id(r["question"]), j) for j in range(2)] + [GREEDY] for r in records]
+    assert scoring.rows_that_fit(model, tokenizer, prompts, 40) == scoring.MAX_ROWS  # a tiny model's rows are small
+    per_row = [0]
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: per_row.__setitem__(0, max(per_row[0], kwargs["input_ids"].shape[0])),
+        with_kwargs=True)
+    try:
+        default = decode(model, tokenizer, prompts, rows, 40)
+        assert per_row[0] == 3 * len(records)  # one batch
+        layers, heads = model.config.num_hidden_layers, model.config.num_key_value_heads
+        head_dim = model.config.hidden_size // model.config.num_attention_heads
+        longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
+        monkeypatch.setattr(scoring, "KV_CACHE_BYTES", 7 * (2 * layers * heads * head_dim * 4) * (longest + 40))
+        per_row[0] = 0
+        small = decode(model, tokenizer, prompts, rows, 40)
+        assert per_row[0] == 6  # two prompts of three rows each
+    finally:
+        hook.remove()
+    assert small == default == decode(model, tokenizer, prompts, rows, 40, batch_size=5)
 
 
 def test_per_item_pass_at_k_follows_from_the_items_samples(tiny):

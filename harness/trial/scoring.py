@@ -110,16 +110,38 @@ GREEDY = -1
 """The row seed of a greedy row in `decode`."""
 
 
+MAX_ROWS = 1024
+"""The most rows `decode` runs together when no batch size is given. Measured on the 2-core CPU (default tiny model,
+500 items x 9 rows, one thread): 900 rows per batch decoded 1.5x as fast as 100, 1,350 no faster; the samples are
+the same at every batch size."""
+KV_CACHE_BYTES = 1 << 30
+"""The KV cache `decode` may fill when no batch size is given (1 GiB)."""
+
+
+def rows_that_fit(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> int:
+    """Rows whose KV cache fits in KV_CACHE_BYTES, at most MAX_ROWS: a row holds 2 (keys and values) x layers x
+    key-value heads x head dim x bytes per element at each of (longest prompt + `max_new_tokens`) positions."""
+    config = model.config.get_text_config()
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    per_position = (2 * config.num_hidden_layers * (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+                    * next(model.parameters()).element_size())
+    longest = max(len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"])
+    return max(1, min(MAX_ROWS, KV_CACHE_BYTES // (per_position * (longest + max_new_tokens))))
+
+
 def decode(model: Any, tokenizer: Any, prompts: list[str], rows: list[list[int]], max_new_tokens: int,
-           batch_size: int, temperature: float = 1.0, top_p: float = 1.0) -> list[list[str]]:
+           batch_size: int | None = None, temperature: float = 1.0, top_p: float = 1.0) -> list[list[str]]:
     """The completions of every prompt's rows (`rows[p]`: one seed per row, `sample_seed` for a sample, GREEDY for
     the greedy completion), each stopping at <eos> or after `max_new_tokens`, in the order given.
 
-    Prompts are taken in order into batches of at most `batch_size` rows (at least one prompt). A batch's prompts are
-    encoded once (left-padded) and prefilled once on the policy's device; the KV cache of each is repeated for its
-    rows, which then decode together (`next_tokens`), a row leaving the batch at its <eos>."""
+    Prompts are taken in order into batches of at most `batch_size` rows (default `rows_that_fit`; at least one
+    prompt). A batch's prompts are encoded once (left-padded) and prefilled once on the policy's device; the KV cache
+    of each is repeated for its rows, which then decode together (`next_tokens`), a row leaving the batch at its
+    <eos>."""
     model.eval()
     device = next(model.parameters()).device
+    batch_size = batch_size or rows_that_fit(model, tokenizer, prompts, max_new_tokens)
     completions: list[list[str]] = []
     start = 0
     while start < len(prompts):
@@ -202,7 +224,7 @@ def sharded_decode(model: Any, tokenizer: Any, prompts: list[str], rows: list[li
     return [gathered[n] for n in range(len(prompts))]
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int,
+def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int | None = None,
              row_seeds: list[int] | None = None, temperature: float = 1.0, top_p: float = 1.0) -> list[str]:
     """One completion per prompt (stopping at <eos>): greedy without `row_seeds`, else a sample of each row's own
     seeded stream (`decode`)."""
