@@ -63,3 +63,20 @@ def test_the_machinery_split_puts_each_gap_where_it_falls():
                {"started_at": 20.5, "finished_at": 30.0}]  # in the store's order, not the start order
     assert machinery_split(records, began=7.0, ended=33.5) == {"start_s": 3.0, "between_trials_s": 0.75,
                                                                 "end_s": 3.5}
+
+
+def test_the_trial_profile_writes_each_part_of_a_trial_and_takes_overrides(tmp_path, capsys):
+    from harness.profile_trial import main as profile_trial
+
+    out = tmp_path / "trial_profile.json"
+    profile_trial(["sweeps/smoke.yaml", "--set", "base.eval.every_steps=1", "--set", "base.eval.batch_size=3",
+                   "--out", str(out)])
+    result = json.loads(out.read_text())
+    seconds = result["seconds"]
+    assert result["overrides"] == ["base.eval.every_steps=1", "base.eval.batch_size=3"]
+    assert result["params"] == {"estimator.name": "group_mean"}
+    for part in ("warm-start load", "training (all)", "training: generation (TRL)", "training: backward",
+                 "training: held-out curve", "final scoring", "held-out decoding (curve and final)"):
+        assert seconds[part] > 0, part
+    assert seconds["run_trial"] >= seconds["training (all)"] + seconds["final scoring"]
+    assert "-> " + str(out) in capsys.readouterr().out
