@@ -74,7 +74,12 @@ def margin_text(row: pd.Series) -> str:
 
 
 def seeds_text(row: pd.Series) -> str:
-    """What an undecided row would need: its MDE80 and the seeds (same items) that would detect its difference."""
+    """What an undecided row would need: its MDE80 and the seeds (same items) that would detect its difference; for
+    a count of failed trials, the counts (its interval narrows with more trials)."""
+    counts = row.get("counts")
+    if isinstance(counts, (list, tuple)):
+        x1, n1, x2, n2 = counts
+        return f"{x1}/{n1} vs {x2}/{n2} trials failed; more trials narrow the interval"
     if pd.isna(row["mde80"]):
         return "too few replicates to estimate the noise"
     seeds = row["seeds_to_detect"]

@@ -260,6 +260,7 @@ def test_diagnostics_and_training_stability(runs):
     assert [r["sweep"] for r in failures] == ["ablation", "cohort"]
     assert failures[0]["scope"].endswith("| share of trials failed")  # the same at every look of a sequential design
     assert tuple(failures[0]["counts"]) == (1, 17, 0, 16)
+    assert "(1/17 vs 0/16 trials failed; more trials narrow the interval)" in c6["summary"]  # not "too few replicates"
     assert failures[0]["outcome"] == "undecided"
     assert "metrics.jsonl has no `kl` (TRL logs the KL only when trainer.beta > 0)" in c6["summary"]
     assert {r["verdict"] for r in rows(c6, metric="train:entropy")} == {"equivalent"}
