@@ -107,6 +107,7 @@ def test_without_a_batch_size_the_rows_that_fit_the_kv_budget_decode_together(ti
     finally:
         hook.remove()
     assert small == default == decode(model, tokenizer, prompts, rows, 40, batch_size=5)
+    assert decode(model, tokenizer, [], [], 40) == []  # a shard of a trial's processes can have no items
 
 
 def test_per_item_pass_at_k_follows_from_the_items_samples(tiny):

@@ -120,7 +120,10 @@ KV_CACHE_BYTES = 1 << 30
 
 def rows_that_fit(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> int:
     """Rows whose KV cache fits in KV_CACHE_BYTES, at most MAX_ROWS: a row holds 2 (keys and values) x layers x
-    key-value heads x head dim x bytes per element at each of (longest prompt + `max_new_tokens`) positions."""
+    key-value heads x head dim x bytes per element at each of (longest prompt + `max_new_tokens`) positions (no
+    prompts, as a shard with no items has: MAX_ROWS)."""
+    if not prompts:
+        return MAX_ROWS
     config = model.config.get_text_config()
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
