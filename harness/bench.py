@@ -13,7 +13,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -185,6 +185,35 @@ OLD_ROWS = 100
 """eval.batch_size before the default became `rows_that_fit` (harness.trial.scoring)."""
 
 
+class Scoring(NamedTuple):
+    """What the eval and floor benchmarks score: the default config, its warm start, the prompts of its first test
+    items, each item's k sample seeds and the rows per batch `decode` takes by default."""
+
+    config: Any
+    model: Any
+    tokenizer: Any
+    prompts: list[str]
+    seeds: list[list[int]]
+    batch: int
+
+
+def default_scoring(n: int) -> Scoring:
+    """`Scoring` of the default config's first `n` test items."""
+    from harness.config import RunConfig
+    from harness.tasks import item_id, load_task, render_prompts
+    from harness.trial.model import load_policy
+    from harness.trial.scoring import rows_that_fit, sample_seed
+
+    config = RunConfig.model_validate({"eval": {"n_examples": n}})
+    model, tokenizer, _ = load_policy(config.model, config.task)
+    records = load_task(config.task).test[:n]
+    prompts = render_prompts(records, config.task.prompt, tokenizer)
+    seeds = [[sample_seed(config.seed, item_id(r["question"]), j) for j in range(config.eval.samples)]
+             for r in records]
+    batch = config.eval.batch_size or rows_that_fit(model, tokenizer, prompts, config.eval.max_new_tokens)
+    return Scoring(config, model, tokenizer, prompts, seeds, batch)
+
+
 @benchmark("eval")
 def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     """Sampled held-out scoring on the CPU, the same items, policy (the default warm start) and k samples per item
@@ -196,22 +225,15 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     import shutil
     import tempfile
 
-    from harness.config import RunConfig
-    from harness.tasks import item_id, load_task, render_prompts
     from harness.trial.evaluate import evaluate_run
-    from harness.trial.model import ensure_warm_start, load_policy
+    from harness.trial.model import ensure_warm_start
     from harness.trial.reference_sampler import reference_generate
-    from harness.trial.scoring import decode, rows_that_fit, sample_seed
+    from harness.trial.scoring import decode
     from harness.trial.train import write_run_config
 
     n = 4 if args.quick else 100
-    config = RunConfig.model_validate({"eval": {"n_examples": n}})
+    config, model, tokenizer, prompts, seeds, batch = default_scoring(n)
     k, tokens = config.eval.samples, config.eval.max_new_tokens
-    model, tokenizer, _ = load_policy(config.model, config.task)
-    records = load_task(config.task).test[:n]
-    prompts = render_prompts(records, config.task.prompt, tokenizer)
-    batch = config.eval.batch_size or rows_that_fit(model, tokenizer, prompts, tokens)
-    seeds = [[sample_seed(config.seed, item_id(r["question"]), j) for j in range(k)] for r in records]
     repeated = [p for p in prompts for _ in range(k)]
 
     def hf_sample() -> None:
@@ -244,10 +266,11 @@ def forward_flops_per_token(model: torch.nn.Module, context: float) -> float:
     `nn.Linear` (projections, MLP, the LM head: one multiply and one add each) plus attention's 4 per layer, position
     and query dimension (scores q.k over `context` keys, then the weighted sum of as many values); embedding
     look-ups, norms and the softmax are left out (under 1% at the tiny model's sizes). Kaplan et al. 2020, eq. 2.1."""
+    from harness.trial.scoring import head_dim
+
     linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     config = model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2.0 * linear + 4.0 * config.num_hidden_layers * context * config.num_attention_heads * head_dim
+    return 2.0 * linear + 4.0 * config.num_hidden_layers * context * config.num_attention_heads * head_dim(config)
 
 
 def matmul_row(label: str, m: int, k: int, n: int) -> dict[str, Any]:
@@ -267,19 +290,11 @@ def bench_floor(args: argparse.Namespace) -> dict[str, Any]:
     context (prompt + half the mean completion), as a share (`utilisation`) of the CPU's float32 matmul throughput
     measured in the same run, large (1024^3) and at the policy's own decode shape (the batch's rows x hidden @
     hidden x MLP width)."""
-    from harness.config import RunConfig
-    from harness.tasks import item_id, load_task, render_prompts
-    from harness.trial.model import load_policy
-    from harness.trial.scoring import decode, rows_that_fit, sample_seed
+    from harness.trial.scoring import decode
 
     n = 4 if args.quick else 50
-    config = RunConfig.model_validate({"eval": {"n_examples": n}})
+    config, model, tokenizer, prompts, seeds, batch = default_scoring(n)
     k, max_tokens = config.eval.samples, config.eval.max_new_tokens
-    model, tokenizer, _ = load_policy(config.model, config.task)
-    records = load_task(config.task).test[:n]
-    prompts = render_prompts(records, config.task.prompt, tokenizer)
-    batch = config.eval.batch_size or rows_that_fit(model, tokenizer, prompts, max_tokens)
-    seeds = [[sample_seed(config.seed, item_id(r["question"]), j) for j in range(k)] for r in records]
     started = time.perf_counter()
     completions = decode(model, tokenizer, prompts, seeds, max_tokens, batch)
     seconds = time.perf_counter() - started

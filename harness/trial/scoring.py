@@ -118,6 +118,11 @@ KV_CACHE_BYTES = 1 << 30
 """The KV cache `decode` may fill when no batch size is given (1 GiB)."""
 
 
+def head_dim(config: Any) -> int:
+    """A transformer config's attention head width: `head_dim` where the config sets it, else hidden / heads."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def rows_that_fit(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> int:
     """Rows whose KV cache fits in KV_CACHE_BYTES, at most MAX_ROWS: a row holds 2 (keys and values) x layers x
     key-value heads x head dim x bytes per element at each of (longest prompt + `max_new_tokens`) positions (no
@@ -125,10 +130,8 @@ def rows_that_fit(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens
     if not prompts:
         return MAX_ROWS
     config = model.config.get_text_config()
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    per_position = (2 * config.num_hidden_layers * (getattr(config, "num_key_value_heads", None) or heads) * head_dim
-                    * next(model.parameters()).element_size())
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    per_position = 2 * config.num_hidden_layers * kv_heads * head_dim(config) * next(model.parameters()).element_size()
     longest = max(len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"])
     return max(1, min(MAX_ROWS, KV_CACHE_BYTES // (per_position * (longest + max_new_tokens))))
 
